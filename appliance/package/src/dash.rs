@@ -1,0 +1,1 @@
+//! DASH MPD writer (ISO/IEC 23009-1).

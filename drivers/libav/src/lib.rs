@@ -1,0 +1,1 @@
+//! FFmpeg driver (being written).

@@ -1,0 +1,1 @@
+//! io_uring reactor (being written).

@@ -1,0 +1,1 @@
+//! libx264 driver (being written).
