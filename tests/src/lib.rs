@@ -1,1 +1,397 @@
-//! End-to-end test support: see tests/tests/.
+//! Helpers for corecast's end-to-end tests: start the real `corecast` binary on free ports,
+//! publish with real ffmpeg, fetch over HTTP, probe with ffprobe. No mocks: every peer is the
+//! real tool (installed by scripts/install-deps.sh --test).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `corecast` binary next to this test binary (`target/<profile>/corecast`).
+pub fn corecast_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/corecast
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = profile_dir.join("corecast");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p corecast`; `make test` does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A port nobody listens on right now (bound and released: good enough on a test box).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Fails the test with a clear message when a tool the test needs is missing.
+pub fn require_tool(name: &str) {
+    let found = Command::new(name)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "`{name}` not found: run scripts/install-deps.sh --test (make test does)"
+    );
+}
+
+/// A running corecast process; killed when dropped. Its log goes to a file under the temp dir,
+/// printed when the test fails.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+    pub api: SocketAddr,
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Server {
+    /// Starts `corecast run` with `config` (TOML, without the address keys: they are chosen
+    /// here) and waits until the playback and API ports answer.
+    pub fn start(config: &str, extra_args: &[&str]) -> Server {
+        let dir = TempDir::new("server");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config_path = dir.path().join("corecast.toml");
+        std::fs::write(
+            &config_path,
+            format!("http = \"{http}\"\nrtmp = \"{rtmp}\"\napi = \"{api}\"\n{config}"),
+        )
+        .expect("write config");
+        let log = dir.path().join("corecast.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(corecast_binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(log_file.try_clone().expect("dup log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start corecast");
+        let server = Server {
+            child,
+            http,
+            rtmp,
+            api,
+            log,
+            _dir: dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(self.http).is_ok() && TcpStream::connect(self.api).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("corecast did not start listening:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `rtmp://127.0.0.1:PORT/live/<stream>`
+    pub fn rtmp_url(&self, stream: &str) -> String {
+        format!("rtmp://{}/live/{stream}", self.rtmp)
+    }
+
+    /// `http://127.0.0.1:PORT<path>`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn get(&self, path: &str) -> HttpResponse {
+        http_get(self.http, path)
+    }
+
+    pub fn api_get(&self, path: &str) -> HttpResponse {
+        http_get(self.api, path)
+    }
+
+    /// Polls `path` until it answers 200 and `accept` likes the body, or panics after `timeout`.
+    pub fn wait_for(
+        &self,
+        path: &str,
+        timeout: Duration,
+        accept: impl Fn(&str) -> bool,
+    ) -> HttpResponse {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let response = self.get(path);
+            if response.status == 200 && accept(&response.text()) {
+                return response;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{path} not ready after {timeout:?}: last status {} body {:?}\n--- server log ---\n{}",
+                    response.status,
+                    response.text(),
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- corecast log ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// A response read with `Connection: close`.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One GET over a fresh connection. A test client only: it reads to EOF.
+pub fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
+    let mut stream = match TcpStream::connect(addr) {
+        Ok(s) => s,
+        Err(_) => {
+            return HttpResponse {
+                status: 0,
+                headers: Vec::new(),
+                body: Vec::new(),
+            };
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return HttpResponse {
+            status: 0,
+            headers: Vec::new(),
+            body: raw,
+        };
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// ffmpeg publishing a test pattern (H.264 with B-frames, 2 s GOP) and a tone (AAC) in real
+/// time for `seconds` to `url`.
+pub fn ffmpeg_publish(url: &str, seconds: u32) -> Child {
+    ffmpeg_publish_with(url, seconds, &[])
+}
+
+/// As [`ffmpeg_publish`], with extra output options (e.g. `["-an"]` for video only).
+pub fn ffmpeg_publish_with(url: &str, seconds: u32, extra: &[&str]) -> Child {
+    require_tool("ffmpeg");
+    let duration = seconds.to_string();
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &duration])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "60"])
+        .args(["-keyint_min", "60", "-sc_threshold", "0", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "96k", "-ac", "2"])
+        .args(extra)
+        .args(["-f", "flv", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ffmpeg")
+}
+
+/// Waits for a child with a deadline; kills it if the deadline passes.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = child.wait().expect("wait");
+    let mut stderr = Vec::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_end(&mut stderr);
+    }
+    Output {
+        status,
+        stdout: Vec::new(),
+        stderr,
+    }
+}
+
+/// Runs ffprobe with `args` and returns its JSON output.
+pub fn ffprobe_json(args: &[&str]) -> serde_json::Value {
+    require_tool("ffprobe");
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        output.status.success(),
+        "ffprobe {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("ffprobe JSON")
+}
+
+/// Decodes `input` fully with ffmpeg; returns what ffmpeg reported at level error.
+pub fn ffmpeg_decode_errors(input: &str) -> String {
+    require_tool("ffmpeg");
+    let output = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-i", input])
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        text.push_str(&format!("\n(ffmpeg exit status {})", output.status));
+    }
+    text
+}
+
+/// A media playlist's segment URIs and tags, enough for the tests' checks.
+#[derive(Debug, Clone, Default)]
+pub struct MediaPlaylist {
+    pub media_sequence: u64,
+    pub target_duration: f64,
+    /// (uri, EXTINF duration, preceded by EXT-X-DISCONTINUITY)
+    pub segments: Vec<(String, f64, bool)>,
+    pub program_date_times: usize,
+    pub ended: bool,
+    pub text: String,
+}
+
+impl MediaPlaylist {
+    pub fn parse(text: &str) -> MediaPlaylist {
+        let mut p = MediaPlaylist {
+            text: text.to_owned(),
+            ..Default::default()
+        };
+        let mut duration = None;
+        let mut discontinuity = false;
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+                p.media_sequence = v.parse().unwrap_or(0);
+            } else if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+                p.target_duration = v.parse().unwrap_or(0.0);
+            } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+                duration = v.split(',').next().and_then(|d| d.parse().ok());
+            } else if line == "#EXT-X-DISCONTINUITY" {
+                discontinuity = true;
+            } else if line.starts_with("#EXT-X-PROGRAM-DATE-TIME:") {
+                p.program_date_times += 1;
+            } else if line == "#EXT-X-ENDLIST" {
+                p.ended = true;
+            } else if !line.is_empty() && !line.starts_with('#') {
+                p.segments
+                    .push((line.to_owned(), duration.take().unwrap_or(-1.0), discontinuity));
+                discontinuity = false;
+            }
+        }
+        p
+    }
+
+    /// Media sequence number of each listed segment.
+    pub fn numbered(&self) -> Vec<(u64, &(String, f64, bool))> {
+        self.segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (self.media_sequence + i as u64, s))
+            .collect()
+    }
+}
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "corecast-e2e-{label}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

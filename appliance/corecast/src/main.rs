@@ -1,1 +1,92 @@
-fn main() {}
+//! `corecast`: the streaming appliance's command line.
+
+mod config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ConfigFile;
+
+#[derive(Debug, Parser)]
+#[command(name = "corecast", version, about = "Self-hosted live-streaming appliance")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve: RTMP in, HLS / DASH out (and the built-in `demo` stream unless --no-demo).
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// TOML config file (every key: docs/configuration.md). Flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Playback HTTP address (HLS, DASH). Default 0.0.0.0:8080.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// RTMP ingest address. Default 0.0.0.0:1935.
+    #[arg(long, value_name = "ADDR")]
+    rtmp: Option<SocketAddr>,
+    /// Control API address. Default 127.0.0.1:8081.
+    #[arg(long, value_name = "ADDR")]
+    api: Option<SocketAddr>,
+    /// Do not serve the built-in demo stream.
+    #[arg(long)]
+    no_demo: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Command::Run(args) => run(args),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let (mut file, name) = match &args.config {
+        Some(path) => match ConfigFile::load(path) {
+            Ok(file) => (file, path.display().to_string()),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => (ConfigFile::default(), "(defaults)".to_owned()),
+    };
+    file.http = args.http.or(file.http);
+    file.rtmp = args.rtmp.or(file.rtmp);
+    file.api = args.api.or(file.api);
+    if args.no_demo {
+        file.demo.enabled = false;
+    }
+    let config = match file.into_engine_config(&name) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match engine::Engine::start(config) {
+        Ok(engine) => {
+            engine.wait();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,5 +1,187 @@
-//! corecast engine: the core plan, the stream hub, the segment store, io_uring HTTP delivery and
-//! the control API.
+//! corecast engine: the core plan, the stream hub, the segment store, io_uring HTTP delivery,
+//! the RTMP listener, the demo publisher and the control API — everything that owns a thread
+//! or a socket. Protocols and containers live in `ingest` and `package`; this crate wires them.
 
+pub mod api;
 pub mod delivery;
+pub mod demo;
+pub mod hub;
+pub mod plan;
+pub mod rtmp;
 pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub use delivery::{DeliveryConfig, DeliveryWorker};
+pub use hub::{HubConfig, HubHandle};
+pub use plan::{CorePlan, Role};
+pub use rtmp::RtmpConfig;
+pub use store::SegmentStore;
+pub use transcode::DemoConfig;
+
+/// Everything the engine needs to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Playback HTTP (HLS, DASH) address and delivery settings.
+    pub delivery: DeliveryConfig,
+    /// Delivery workers; `None` = one per delivery core of the plan.
+    pub delivery_workers: Option<usize>,
+    pub rtmp: RtmpConfig,
+    /// Control API address.
+    pub api: SocketAddr,
+    pub hub: HubConfig,
+    /// The built-in demo stream, or `None` for `--no-demo`.
+    pub demo: Option<DemoConfig>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            delivery: DeliveryConfig::default(),
+            delivery_workers: None,
+            rtmp: RtmpConfig::default(),
+            api: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            hub: HubConfig::default(),
+            demo: Some(DemoConfig::default()),
+        }
+    }
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the {0} thread: {1}")]
+    Thread(&'static str, #[source] std::io::Error),
+    #[error(transparent)]
+    Delivery(#[from] delivery::DeliveryError),
+}
+
+/// A running engine.
+#[derive(Debug)]
+pub struct Engine {
+    pub plan: CorePlan,
+    pub store: Arc<SegmentStore>,
+    pub hub: HubHandle,
+    pub http_addr: SocketAddr,
+    pub rtmp_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    workers: Vec<DeliveryWorker>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Binds every port, then starts every thread on the core plan.
+    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let plan = CorePlan::automatic(config.delivery_workers);
+        tracing::info!(%plan, "core plan");
+
+        let rtmp_listener = rtmp::bind(&config.rtmp).map_err(|source| EngineError::Bind {
+            what: "RTMP",
+            addr: config.rtmp.listen,
+            source,
+        })?;
+        let rtmp_addr = rtmp_listener
+            .local_addr()
+            .map_err(|source| EngineError::Bind {
+                what: "RTMP",
+                addr: config.rtmp.listen,
+                source,
+            })?;
+        let api_listener = api::bind(config.api).map_err(|source| EngineError::Bind {
+            what: "the control API",
+            addr: config.api,
+            source,
+        })?;
+        let api_addr = api_listener
+            .local_addr()
+            .map_err(|source| EngineError::Bind {
+                what: "the control API",
+                addr: config.api,
+                source,
+            })?;
+
+        let store = Arc::new(SegmentStore::new());
+        let mut workers = Vec::with_capacity(plan.delivery.len());
+        let mut delivery_config = config.delivery.clone();
+        for (index, core) in plan.delivery.iter().enumerate() {
+            let worker = DeliveryWorker::spawn(index, *core, delivery_config.clone(), store.clone())?;
+            // Later workers join the port the first one resolved (it may have been port 0).
+            delivery_config.listen = worker.local_addr();
+            workers.push(worker);
+        }
+        let http_addr = delivery_config.listen;
+
+        let (hub, stream_hub) = hub::hub(config.hub.clone(), store.clone());
+        let mut threads = Vec::new();
+        threads.push(
+            plan.spawn(Role::Package, "cc-hub", move || stream_hub.run())
+                .map_err(|e| EngineError::Thread("hub", e))?,
+        );
+        let ingest_hub = hub.clone();
+        let rtmp_config = config.rtmp.clone();
+        threads.push(
+            plan.spawn(Role::Ingest, "cc-ingest", move || {
+                if let Err(e) = rtmp::run(rtmp_listener, rtmp_config, ingest_hub) {
+                    tracing::error!(error = %e, "RTMP listener stopped");
+                }
+            })
+            .map_err(|e| EngineError::Thread("ingest", e))?,
+        );
+        let api_hub = hub.clone();
+        let api_store = store.clone();
+        threads.push(
+            plan.spawn(Role::Control, "cc-control", move || {
+                if let Err(e) = api::run(api_listener, api_hub, api_store) {
+                    tracing::error!(error = %e, "control API stopped");
+                }
+            })
+            .map_err(|e| EngineError::Thread("control", e))?,
+        );
+        if let Some(demo_config) = config.demo.clone() {
+            let demo_hub = hub.clone();
+            threads.push(
+                plan.spawn(Role::Transcode, "cc-demo", move || {
+                    demo::run(demo_config, demo_hub)
+                })
+                .map_err(|e| EngineError::Thread("demo", e))?,
+            );
+        }
+        tracing::info!(
+            http = %http_addr,
+            rtmp = %rtmp_addr,
+            api = %api_addr,
+            "corecast is serving: play http://{http_addr}/live/<stream>/index.m3u8, publish rtmp://{rtmp_addr}/{}/<stream>",
+            config.rtmp.app
+        );
+        Ok(Engine {
+            plan,
+            store,
+            hub,
+            http_addr,
+            rtmp_addr,
+            api_addr,
+            workers,
+            threads,
+        })
+    }
+
+    /// Blocks until the engine's threads end (in practice: until the process is stopped).
+    pub fn wait(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        for worker in self.workers {
+            worker.stop();
+        }
+    }
+}

@@ -122,7 +122,8 @@ pub fn rescale(value: i64, from: u32, to: u32) -> i64 {
         return value;
     }
     let (from, to) = (i128::from(from), i128::from(to));
-    let scaled = (i128::from(value) * to * 2 + from) / (from * 2);
+    // Floor division, so negative values round to nearest like positive ones.
+    let scaled = (i128::from(value) * to * 2 + from).div_euclid(from * 2);
     // A timestamp that does not fit after rescaling is clamped; callers treat such jumps as
     // discontinuities long before this could matter.
     scaled.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64

@@ -1,19 +1,72 @@
 //! RTMP publisher sessions (server side): handshake, chunk stream, AMF0 commands and FLV
 //! audio/video tags, turned into [`media::AccessUnit`]s.
 //!
-//! Specs: Adobe RTMP 1.0 (handshake §5.2, chunk stream §5.3, messages §6, commands §7),
-//! AMF0 (Adobe AMF0 spec), FLV tag bodies (Adobe Video File Format Spec v10.1, E.4.2/E.4.3).
+//! Specs: Adobe RTMP 1.0 (handshake §5.2, chunk stream §5.3, protocol control messages §5.4,
+//! messages §6, commands §7), AMF0 (Adobe AMF0 spec), FLV tag bodies (Adobe Video File Format
+//! Spec v10.1, E.4.2.1 and E.4.2.2). The layers, bottom up: [`handshake`], [`chunk`], [`amf0`],
+//! [`flv`], and the session that runs the command exchange and maps media time.
+//!
+//! Not supported: RTMPE/RTMPS handshakes (TLS is for a proxy in front), playing (this is
+//! the publish side only), AMF3 values, aggregate messages, Enhanced RTMP FourCC codecs (each
+//! refused with an error that names it). See docs/ingest-rtmp.md.
 
-use std::time::Instant;
+pub mod amf0;
+pub mod chunk;
+pub mod flv;
+pub mod handshake;
+mod session;
 
-use media::{AacConfig, AccessUnit, AvcConfig};
+#[cfg(test)]
+mod tests;
 
-/// Errors that end one RTMP session. Each says what was wrong and where.
+pub use session::RtmpSession;
+
+use media::{AacConfig, AccessUnit, AvcConfig, MediaError};
+
+/// Errors that end one RTMP session. Each says what was wrong and where: chunk stream id,
+/// byte offset in the connection (counted from the first handshake byte), message type.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RtmpError {
     #[error("RTMP protocol: {0}")]
     Protocol(String),
+    #[error("RTMP handshake: {0}")]
+    Handshake(String),
+    #[error("RTMP chunk stream csid {csid} at offset {offset}: {reason}")]
+    Chunk {
+        csid: u32,
+        offset: u64,
+        reason: String,
+    },
+    /// A message that did not parse: a bad AMF0 command, a short control message, a malformed
+    /// FLV tag body.
+    #[error(
+        "RTMP {what} (message type {message_type}, csid {csid}, offset {offset}, \
+         timestamp {timestamp} ms): {reason}"
+    )]
+    Message {
+        what: &'static str,
+        message_type: u8,
+        csid: u32,
+        offset: u64,
+        timestamp: u32,
+        reason: String,
+    },
+    /// A codec we do not take, e.g. "FLV video codec id 12" or "FLV sound format 2".
+    #[error("unsupported {codec} (csid {csid}, offset {offset})")]
+    UnsupportedCodec {
+        codec: String,
+        csid: u32,
+        offset: u64,
+    },
+    /// An AVC or AAC sequence header that does not parse.
+    #[error("{what} at offset {offset}: {source}")]
+    Config {
+        what: &'static str,
+        offset: u64,
+        #[source]
+        source: MediaError,
+    },
 }
 
 /// Why a publish request was refused; decides the status sent to the client.
@@ -33,53 +86,13 @@ pub enum RtmpEvent {
     /// The client asked to publish `stream_key` under `app` (e.g. app `live`, key `demo`).
     /// The engine answers with [`RtmpSession::accept_publish`] or
     /// [`RtmpSession::reject_publish`]; media before that answer is not reported.
-    PublishRequested { app: String, stream_key: String },
+    PublishRequested {
+        app: String,
+        stream_key: String,
+    },
     VideoConfig(AvcConfig),
     AudioConfig(AacConfig),
     Media(AccessUnit),
     /// The client stopped publishing (FCUnpublish / deleteStream / closeStream).
     Unpublished,
-}
-
-/// One RTMP connection, server side. No sockets, no clock.
-/// After any `handle_*` or `accept_*`/`reject_*` call: drain `poll_transmit` until `None`,
-/// then `poll_event` until `None`.
-#[derive(Debug)]
-pub struct RtmpSession {}
-
-impl Default for RtmpSession {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl RtmpSession {
-    pub fn new() -> Self {
-        unimplemented!()
-    }
-
-    /// Feeds received bytes; returns how many were consumed (all of them unless an error).
-    pub fn handle_bytes(&mut self, now: Instant, data: &[u8]) -> Result<usize, RtmpError> {
-        let _ = (now, data);
-        unimplemented!()
-    }
-
-    /// Appends bytes to send to `out`; returns how many were appended, `None` when nothing waits.
-    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> Option<usize> {
-        let _ = out;
-        unimplemented!()
-    }
-
-    pub fn poll_event(&mut self) -> Option<RtmpEvent> {
-        unimplemented!()
-    }
-
-    pub fn accept_publish(&mut self) {
-        unimplemented!()
-    }
-
-    pub fn reject_publish(&mut self, why: PublishRejection) {
-        let _ = why;
-        unimplemented!()
-    }
 }

@@ -1,0 +1,333 @@
+//! The TOML configuration file. Every key is optional and has the default documented in
+//! docs/configuration.md; unknown keys are an error so a typo never passes silently.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use engine::{DeliveryConfig, DemoConfig, EngineConfig, HubConfig, RtmpConfig};
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// The file's shape. Field names are the config keys.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    pub http: Option<SocketAddr>,
+    pub rtmp: Option<SocketAddr>,
+    pub api: Option<SocketAddr>,
+    pub demo: DemoSection,
+    pub packaging: PackagingSection,
+    pub delivery: DeliverySection,
+    pub ingest: IngestSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoSection {
+    pub enabled: bool,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub video_kbps: u32,
+    pub audio_kbps: u32,
+}
+
+impl Default for DemoSection {
+    fn default() -> Self {
+        let d = DemoConfig::default();
+        DemoSection {
+            enabled: true,
+            width: d.width,
+            height: d.height,
+            fps: d.fps,
+            video_kbps: d.video_kbps,
+            audio_kbps: d.audio_kbps,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PackagingSection {
+    pub segment_seconds: f64,
+    pub window: usize,
+    pub grace_period_seconds: f64,
+    pub ended_retention_seconds: f64,
+}
+
+impl Default for PackagingSection {
+    fn default() -> Self {
+        let hub = HubConfig::default();
+        PackagingSection {
+            segment_seconds: hub.packaging.target_duration.as_secs_f64(),
+            window: hub.packaging.window,
+            grace_period_seconds: hub.grace_period.as_secs_f64(),
+            ended_retention_seconds: hub.ended_retention.as_secs_f64(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySection {
+    /// 0 = one worker per delivery core of the core plan.
+    pub workers: usize,
+    pub max_connections_per_worker: u32,
+    pub idle_timeout_seconds: f64,
+    pub header_timeout_seconds: f64,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        let d = DeliveryConfig::default();
+        DeliverySection {
+            workers: 0,
+            max_connections_per_worker: d.max_connections_per_worker,
+            idle_timeout_seconds: d.idle_timeout.as_secs_f64(),
+            header_timeout_seconds: d.header_timeout.as_secs_f64(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSection {
+    pub rtmp_app: String,
+    pub read_timeout_seconds: f64,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        let r = RtmpConfig::default();
+        IngestSection {
+            rtmp_app: r.app,
+            read_timeout_seconds: r.read_timeout.as_secs_f64(),
+        }
+    }
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        Self::parse(&text, &name)
+    }
+
+    pub fn parse(text: &str, name: &str) -> Result<ConfigFile, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: name.to_owned(),
+            source,
+        })
+    }
+
+    /// The engine configuration this file describes. `name` labels errors.
+    pub fn into_engine_config(self, name: &str) -> Result<EngineConfig, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: name.to_owned(),
+            message,
+        };
+        let seconds = |key: &str, value: f64, min: f64| -> Result<Duration, ConfigError> {
+            if !value.is_finite() || value < min || value > 86_400.0 {
+                return Err(invalid(format!(
+                    "{key} = {value}: must be between {min} and 86400 seconds"
+                )));
+            }
+            Ok(Duration::from_secs_f64(value))
+        };
+        let defaults = EngineConfig::default();
+        let p = &self.packaging;
+        let target_duration = seconds("packaging.segment_seconds", p.segment_seconds, 0.5)?;
+        if p.window < 2 {
+            return Err(invalid(format!(
+                "packaging.window = {}: a live playlist needs at least 2 segments",
+                p.window
+            )));
+        }
+        let mut hub = HubConfig {
+            grace_period: seconds("packaging.grace_period_seconds", p.grace_period_seconds, 0.0)?,
+            ended_retention: seconds(
+                "packaging.ended_retention_seconds",
+                p.ended_retention_seconds,
+                0.0,
+            )?,
+            ..defaults.hub
+        };
+        hub.packaging.target_duration = target_duration;
+        hub.packaging.window = p.window;
+
+        let d = &self.delivery;
+        if !(64..=1_000_000).contains(&d.max_connections_per_worker) {
+            return Err(invalid(format!(
+                "delivery.max_connections_per_worker = {}: must be between 64 and 1000000",
+                d.max_connections_per_worker
+            )));
+        }
+        let delivery = DeliveryConfig {
+            listen: self.http.unwrap_or(defaults.delivery.listen),
+            max_connections_per_worker: d.max_connections_per_worker,
+            idle_timeout: seconds("delivery.idle_timeout_seconds", d.idle_timeout_seconds, 0.1)?,
+            header_timeout: seconds(
+                "delivery.header_timeout_seconds",
+                d.header_timeout_seconds,
+                0.1,
+            )?,
+            ..defaults.delivery
+        };
+
+        let rtmp = RtmpConfig {
+            listen: self.rtmp.unwrap_or(defaults.rtmp.listen),
+            app: self.ingest.rtmp_app.clone(),
+            read_timeout: seconds(
+                "ingest.read_timeout_seconds",
+                self.ingest.read_timeout_seconds,
+                1.0,
+            )?,
+        };
+        if rtmp.app.is_empty() || !engine::hub::valid_stream_name(&rtmp.app) {
+            return Err(invalid(format!(
+                "ingest.rtmp_app = {:?}: use letters, digits, '-', '_' and '.'",
+                rtmp.app
+            )));
+        }
+
+        let m = &self.demo;
+        let demo = if m.enabled {
+            if m.width < 16 || m.height < 16 || m.width % 2 != 0 || m.height % 2 != 0 {
+                return Err(invalid(format!(
+                    "demo size {}x{}: width and height must be even and at least 16",
+                    m.width, m.height
+                )));
+            }
+            if !(1..=120).contains(&m.fps) {
+                return Err(invalid(format!("demo.fps = {}: must be 1..=120", m.fps)));
+            }
+            Some(DemoConfig {
+                width: m.width,
+                height: m.height,
+                fps: m.fps,
+                video_kbps: m.video_kbps.max(50),
+                audio_kbps: m.audio_kbps.max(16),
+                // The demo's IDRs fall exactly on segment boundaries.
+                keyframe_interval: target_duration,
+            })
+        } else {
+            None
+        };
+
+        Ok(EngineConfig {
+            delivery,
+            delivery_workers: (d.workers > 0).then_some(d.workers),
+            rtmp,
+            api: self.api.unwrap_or(defaults.api),
+            hub,
+            demo,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let config = ConfigFile::parse("", "t")
+            .and_then(|c| c.into_engine_config("t"))
+            .expect("defaults are valid");
+        assert_eq!(config.delivery.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.rtmp.listen, "0.0.0.0:1935".parse().unwrap());
+        assert_eq!(config.api, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(config.hub.packaging.target_duration, Duration::from_secs(2));
+        assert_eq!(config.hub.packaging.window, 6);
+        assert_eq!(config.hub.grace_period, Duration::from_secs(10));
+        assert_eq!(config.rtmp.app, "live");
+        let demo = config.demo.expect("demo on by default");
+        assert_eq!(demo.keyframe_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn every_section_is_read() {
+        let text = r#"
+            http = "127.0.0.1:9080"
+            rtmp = "127.0.0.1:9935"
+            api = "127.0.0.1:9081"
+            [demo]
+            enabled = true
+            width = 640
+            height = 360
+            fps = 25
+            video_kbps = 300
+            audio_kbps = 64
+            [packaging]
+            segment_seconds = 4
+            window = 5
+            grace_period_seconds = 3
+            ended_retention_seconds = 60
+            [delivery]
+            workers = 3
+            max_connections_per_worker = 20000
+            idle_timeout_seconds = 30
+            header_timeout_seconds = 5
+            [ingest]
+            rtmp_app = "app"
+            read_timeout_seconds = 10
+        "#;
+        let c = ConfigFile::parse(text, "t")
+            .and_then(|c| c.into_engine_config("t"))
+            .expect("valid");
+        assert_eq!(c.delivery.listen.port(), 9080);
+        assert_eq!(c.rtmp.listen.port(), 9935);
+        assert_eq!(c.api.port(), 9081);
+        assert_eq!(c.delivery_workers, Some(3));
+        assert_eq!(c.delivery.max_connections_per_worker, 20000);
+        assert_eq!(c.delivery.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.hub.packaging.window, 5);
+        assert_eq!(c.hub.grace_period, Duration::from_secs(3));
+        assert_eq!(c.rtmp.app, "app");
+        let demo = c.demo.expect("on");
+        assert_eq!((demo.width, demo.height, demo.fps), (640, 360, 25));
+        assert_eq!(demo.keyframe_interval, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_the_key() {
+        let err = ConfigFile::parse("htp = \"1.2.3.4:5\"", "c.toml").unwrap_err();
+        assert!(err.to_string().contains("c.toml"), "{err}");
+        assert!(err.to_string().contains("htp"), "{err}");
+        let err = ConfigFile::parse("[packaging]\nwindow = 1", "c.toml")
+            .and_then(|c| c.into_engine_config("c.toml"))
+            .unwrap_err();
+        assert!(err.to_string().contains("packaging.window"), "{err}");
+        let err = ConfigFile::parse("[demo]\nwidth = 641", "c.toml")
+            .and_then(|c| c.into_engine_config("c.toml"))
+            .unwrap_err();
+        assert!(err.to_string().contains("641x"), "{err}");
+        assert!(ConfigFile::parse("[demo]\nenabled = false", "c")
+            .and_then(|c| c.into_engine_config("c"))
+            .expect("valid")
+            .demo
+            .is_none());
+    }
+}

@@ -1,0 +1,166 @@
+//! The core plan: which core runs which role. Every long-lived engine thread is started through
+//! [`CorePlan::spawn`], pinned to the core its role was given.
+
+use std::fmt;
+use std::thread::JoinHandle;
+
+use core_affinity::CoreId;
+
+/// The roles an engine thread can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// RTMP (and later SRT, RTSP) sockets and their protocol sessions.
+    Ingest,
+    /// The stream hub: packaging and publishing into the segment store.
+    Package,
+    /// Encoding: the demo source now, the transcode ladder later.
+    Transcode,
+    /// The control API.
+    Control,
+}
+
+/// Which core each role runs on. `None` means "not pinned" (the OS could not list its cores).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorePlan {
+    pub ingest: Option<CoreId>,
+    pub package: Option<CoreId>,
+    pub transcode: Option<CoreId>,
+    pub control: Option<CoreId>,
+    /// One delivery worker (thread + ring) per entry.
+    pub delivery: Vec<Option<CoreId>>,
+}
+
+impl CorePlan {
+    /// A plan for the cores this process may run on. `delivery_workers` overrides how many
+    /// delivery workers run (by default one per delivery core).
+    ///
+    /// Delivery gets every core on small boxes because each worker's ring holds at most
+    /// RLIMIT_NOFILE connections (shared/research/uring.md): two rings are what lets a 2-core
+    /// box hold 30,000 viewers. Ingest, packaging and control are light and share core 0;
+    /// transcoding moves to a core of its own from 3 cores up.
+    pub fn automatic(delivery_workers: Option<usize>) -> CorePlan {
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        Self::for_cores(&cores, delivery_workers)
+    }
+
+    /// The plan for a given list of cores (separate from [`Self::automatic`] for tests).
+    pub fn for_cores(cores: &[CoreId], delivery_workers: Option<usize>) -> CorePlan {
+        let at = |i: usize| cores.get(i).copied();
+        let n = cores.len();
+        let (control, ingest, package, transcode) = match n {
+            0 | 1 | 2 => (at(0), at(0), at(0), at(0)),
+            3 => (at(0), at(0), at(0), at(1)),
+            _ => (at(0), at(0), at(1), at(1)),
+        };
+        let delivery_cores: Vec<Option<CoreId>> = match n {
+            0 => vec![None],
+            1 | 2 => cores.iter().copied().map(Some).collect(),
+            3 => vec![at(1), at(2)],
+            _ => cores[2..].iter().copied().map(Some).collect(),
+        };
+        let delivery = match delivery_workers {
+            Some(count) if count > 0 => (0..count)
+                .map(|i| delivery_cores[i % delivery_cores.len()])
+                .collect(),
+            _ => delivery_cores,
+        };
+        CorePlan {
+            ingest,
+            package,
+            transcode,
+            control,
+            delivery,
+        }
+    }
+
+    pub fn core_of(&self, role: Role) -> Option<CoreId> {
+        match role {
+            Role::Ingest => self.ingest,
+            Role::Package => self.package,
+            Role::Transcode => self.transcode,
+            Role::Control => self.control,
+        }
+    }
+
+    /// Starts a named thread pinned to the core of `role`.
+    pub fn spawn<F, T>(&self, role: Role, name: &str, body: F) -> std::io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let core = self.core_of(role);
+        spawn_pinned(name, core, body)
+    }
+}
+
+/// Starts a named thread pinned to `core` (when given).
+pub fn spawn_pinned<F, T>(name: &str, core: Option<CoreId>, body: F) -> std::io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            if let Some(core) = core
+                && !core_affinity::set_for_current(core)
+            {
+                tracing::warn!(core = core.id, "could not pin thread to its core; running unpinned");
+            }
+            body()
+        })
+}
+
+fn core_name(core: Option<CoreId>) -> String {
+    core.map_or_else(|| "any".to_owned(), |c| c.id.to_string())
+}
+
+impl fmt::Display for CorePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let delivery: Vec<String> = self.delivery.iter().map(|c| core_name(*c)).collect();
+        write!(
+            f,
+            "ingest=core {} package=core {} transcode=core {} control=core {} delivery=cores [{}]",
+            core_name(self.ingest),
+            core_name(self.package),
+            core_name(self.transcode),
+            core_name(self.control),
+            delivery.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cores(n: usize) -> Vec<CoreId> {
+        (0..n).map(|id| CoreId { id }).collect()
+    }
+
+    #[test]
+    fn two_cores_deliver_on_both_and_share_core_zero() {
+        let plan = CorePlan::for_cores(&cores(2), None);
+        assert_eq!(plan.delivery, vec![Some(CoreId { id: 0 }), Some(CoreId { id: 1 })]);
+        assert_eq!(plan.ingest, Some(CoreId { id: 0 }));
+        assert_eq!(plan.transcode, Some(CoreId { id: 0 }));
+    }
+
+    #[test]
+    fn eight_cores_keep_delivery_apart() {
+        let plan = CorePlan::for_cores(&cores(8), None);
+        assert_eq!(plan.delivery.len(), 6);
+        assert!(!plan.delivery.contains(&Some(CoreId { id: 0 })));
+        assert_eq!(plan.transcode, Some(CoreId { id: 1 }));
+    }
+
+    #[test]
+    fn worker_count_override_wraps_over_delivery_cores() {
+        let plan = CorePlan::for_cores(&cores(2), Some(3));
+        let ids: Vec<usize> = plan.delivery.iter().map(|c| c.map_or(99, |c| c.id)).collect();
+        assert_eq!(ids, vec![0, 1, 0]);
+        let unknown = CorePlan::for_cores(&[], None);
+        assert_eq!(unknown.delivery, vec![None]);
+        assert!(unknown.to_string().contains("delivery=cores [any]"));
+    }
+}
