@@ -136,13 +136,12 @@ pub fn render_media_playlist(playlist: &MediaPlaylist) -> String {
         if segment.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        if playlist.format == SegmentFormat::Fmp4 {
-            if let Some(init) = segment.init_uri.as_deref() {
-                if current_map != Some(init) {
-                    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{init}\"");
-                    current_map = Some(init);
-                }
-            }
+        if let Some(init) = segment.init_uri.as_deref()
+            && playlist.format == SegmentFormat::Fmp4
+            && current_map != Some(init)
+        {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{init}\"");
+            current_map = Some(init);
         }
         let _ = writeln!(
             out,

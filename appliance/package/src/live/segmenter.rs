@@ -230,23 +230,16 @@ impl Segmenter {
         let dts = unit.dts;
         let keyframe = unit.keyframe;
         let first_dts = video.pending.first().map(|s| s.unit.dts);
-        let cut = match first_dts {
-            None => None,
-            Some(first) => {
-                let length = unit.pts - self.segment_start;
-                if jumped && keyframe {
-                    Some(dts - first)
-                } else if keyframe && length >= self.config.target {
-                    Some(dts - first)
-                } else if dts - first >= self.config.max_segment {
-                    Some(dts - first)
-                } else {
-                    None
-                }
-            }
-        };
+        // Where the segment ends: a keyframe after the target, a keyframe that follows a jump,
+        // or, without keyframes, any unit once the segment reaches the cap.
+        let cut = first_dts.filter(|&first| {
+            let length = unit.pts - self.segment_start;
+            (keyframe && (jumped || length >= self.config.target))
+                || dts - first >= self.config.max_segment
+        });
         video.pending.push(TimedUnit { unit, duration: 0 });
-        if let Some(span) = cut {
+        if let Some(first) = cut {
+            let span = dts - first;
             let mut closed = std::mem::take(&mut video.pending);
             if let Some(next) = closed.pop() {
                 video.pending.push(next);
@@ -358,10 +351,10 @@ impl Segmenter {
                     .position(|s| convert(s.unit.pts, timescale, VIDEO_TIMESCALE) >= end)
                     .unwrap_or(audio.pending.len());
                 audio_units = audio.pending.drain(..split).collect();
-                if let Some(last) = audio_units.last_mut() {
-                    if last.duration == 0 {
-                        last.duration = clamp_duration(audio.frame_duration);
-                    }
+                if let Some(last) = audio_units.last_mut()
+                    && last.duration == 0
+                {
+                    last.duration = clamp_duration(audio.frame_duration);
                 }
             }
             self.audio_floor = self.audio_floor.max(end);
@@ -413,10 +406,10 @@ fn map_unit(track: &mut Track, mut unit: AccessUnit, head_90k: i64) -> (AccessUn
 /// Gives the last pending unit its nominal duration (nothing follows it).
 fn close_last(track: &mut Track) {
     let duration = clamp_duration(track.frame_duration);
-    if let Some(last) = track.pending.last_mut() {
-        if last.duration == 0 {
-            last.duration = duration;
-        }
+    if let Some(last) = track.pending.last_mut()
+        && last.duration == 0
+    {
+        last.duration = duration;
     }
 }
 

@@ -312,3 +312,47 @@ fn audio_waits_for_the_cut_when_it_lags() {
     assert!(rescale(last, 48_000, 90_000) < 186_000);
     assert!(rescale(last + AAC_FRAME, 48_000, 90_000) >= 186_000);
 }
+
+#[test]
+fn erratic_timestamps_never_give_negative_or_giant_segments() {
+    // A fixed-seed LCG: the same "random" feed every run.
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (state >> 33) as i64
+    };
+    let mut segmenter = Segmenter::new(config(), 0, Some(FRAME), Some((48_000, 1024)));
+    let (mut vdts, mut apts) = (0i64, 0i64);
+    for _ in 0..20_000 {
+        let roll = next() % 1000;
+        let step = match roll {
+            0..=2 => -(next() % 10_000_000), // backwards
+            3..=5 => next() % 1_000_000_000, // leap forward
+            6..=8 => i64::MAX / 4,           // absurd
+            _ => FRAME,
+        };
+        if next() % 3 == 0 {
+            apts = apts.saturating_add(if roll < 9 { step / 2 } else { AAC_FRAME });
+            segmenter.push(audio(apts));
+        } else {
+            vdts = vdts.saturating_add(step);
+            let pts = vdts.saturating_add(next() % 20_000);
+            segmenter.push(video(vdts, pts, next() % 70 == 0));
+        }
+    }
+    segmenter.finish();
+    let segments = drain(&mut segmenter);
+    assert!(segments.len() > 10);
+    for pair in segments.windows(2) {
+        assert_eq!(pair[0].end, pair[1].start);
+    }
+    for segment in &segments {
+        let length = segment.end - segment.start;
+        assert!(length > 0 && length <= 540_000 + 450_000, "{length}");
+        for s in segment.video.iter().chain(&segment.audio) {
+            assert!(s.unit.dts >= 0 && s.unit.pts >= s.unit.dts && s.duration > 0);
+        }
+    }
+}
