@@ -587,10 +587,9 @@ fn object_policy(kind: ObjectKind, live_max_age: u32) -> (&'static str, CachePol
     match kind {
         ObjectKind::Playlist | ObjectKind::FinalPlaylist => (content_type::HLS_PLAYLIST, live),
         ObjectKind::Mpd | ObjectKind::FinalMpd => (content_type::DASH_MPD, live),
-        // An init segment keeps its path when a returning publisher changes parameters, so it
-        // is revalidated like a playlist rather than cached for ever.
-        ObjectKind::VideoInit => (content_type::MP4_VIDEO, live),
-        ObjectKind::AudioInit => (content_type::MP4_AUDIO, live),
+        // A returning publisher with new parameters gets a new init path, so inits never change.
+        ObjectKind::VideoInit => (content_type::MP4_VIDEO, CachePolicy::Immutable),
+        ObjectKind::AudioInit => (content_type::MP4_AUDIO, CachePolicy::Immutable),
         ObjectKind::VideoSegment => (content_type::MP4_VIDEO, CachePolicy::Immutable),
         ObjectKind::AudioSegment => (content_type::MP4_AUDIO, CachePolicy::Immutable),
         ObjectKind::TsSegment => (content_type::MPEG_TS, CachePolicy::Immutable),
