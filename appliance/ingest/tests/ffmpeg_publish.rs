@@ -3,96 +3,44 @@
 //!
 //! Set `CORECAST_RTMP_CAPTURE=path` to write the first 64 KiB ffmpeg sent to `path` (that is
 //! how tests/data/ffmpeg5_rtmp_publish.bin was made for the replay unit test).
-// This file is the I/O driver around the pure session: it owns the socket and the clock.
+// The I/O driver around the pure session (rtmp_listener) owns the socket and the clock.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpListener;
+mod rtmp_listener;
+
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use corecast_ingest::rtmp::{RtmpEvent, RtmpSession};
-use media::{AccessUnit, Codec};
-
-const CAPTURE_LEN: usize = 64 * 1024;
-
-fn ffmpeg_present() -> bool {
-    Command::new("ffmpeg")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
+use corecast_ingest::rtmp::RtmpEvent;
+use media::Codec;
+use rtmp_listener::{RtmpListener, finish, tool_present};
 
 #[test]
 fn ffmpeg_publishes_h264_and_aac() {
     assert!(
-        ffmpeg_present(),
+        tool_present("ffmpeg", "-version"),
         "ffmpeg is not installed: run scripts/install-deps.sh --test"
     );
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let ffmpeg = Command::new("ffmpeg")
+    let listener = RtmpListener::bind();
+    let mut ffmpeg = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", "3", "-c:v", "libx264", "-bf", "2", "-g", "30"])
         .args(["-c:a", "aac", "-ac", "2", "-f", "flv"])
-        .arg(format!("rtmp://127.0.0.1:{port}/live/test"))
+        .arg(listener.url("live", "test"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-
-    let (mut socket, _) = listener.accept().unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let mut session = RtmpSession::new();
-    let mut captured = Vec::new();
-    let mut events = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
-    loop {
-        let len = match socket.read(&mut buf) {
-            Ok(0) => break,
-            Ok(len) => len,
-            Err(err) if err.kind() == ErrorKind::ConnectionReset => break,
-            Err(err) => panic!("reading from ffmpeg: {err}"),
-        };
-        let data = &buf[..len];
-        let room = CAPTURE_LEN.saturating_sub(captured.len());
-        captured.extend_from_slice(&data[..len.min(room)]);
-        session
-            .handle_bytes(Instant::now(), data)
-            .unwrap_or_else(|err| panic!("session failed on ffmpeg's bytes: {err}"));
-        loop {
-            out.clear();
-            while session.poll_transmit(&mut out).is_some() {}
-            if !out.is_empty() {
-                // ffmpeg may close first at the end; what we failed to send no longer matters.
-                let _ = socket.write_all(&out);
-            }
-            let mut answered = false;
-            while let Some(event) = session.poll_event() {
-                if matches!(event, RtmpEvent::PublishRequested { .. }) {
-                    session.accept_publish();
-                    answered = true;
-                }
-                events.push(event);
-            }
-            if !answered {
-                break;
-            }
-        }
+    let publication = listener.serve_one(&mut ffmpeg, Duration::from_secs(15));
+    let (status, stderr) = finish(ffmpeg, Duration::from_secs(5));
+    if let Some(failure) = &publication.failure {
+        panic!("{failure}; ffmpeg said: {stderr}");
     }
-    let output = ffmpeg.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "ffmpeg failed: {stderr}");
-    if let Some(path) = std::env::var_os("CORECAST_RTMP_CAPTURE") {
-        std::fs::write(path, &captured).unwrap();
-    }
+    assert!(status.success(), "ffmpeg failed ({status}): {stderr}");
+    publication.write_capture_if_asked();
+    let events = &publication.events;
 
     assert_eq!(
         events.first(),
@@ -101,34 +49,17 @@ fn ffmpeg_publishes_h264_and_aac() {
             stream_key: "test".into()
         })
     );
-    let video_config = events.iter().find_map(|e| match e {
-        RtmpEvent::VideoConfig(config) => Some(config),
-        _ => None,
-    });
-    let video_config = video_config.expect("no AVC sequence header");
+    let video_config = publication.video_config().expect("no AVC sequence header");
     assert_eq!((video_config.width, video_config.height), (640, 360));
     assert_eq!(video_config.frame_rate, Some((30, 1)));
-    let audio_config = events.iter().find_map(|e| match e {
-        RtmpEvent::AudioConfig(config) => Some(config),
-        _ => None,
-    });
-    let audio_config = audio_config.expect("no AAC sequence header");
+    let audio_config = publication.audio_config().expect("no AAC sequence header");
     assert_eq!(
         (audio_config.sample_rate, audio_config.channels),
         (48_000, 2)
     );
     assert_eq!(events.last(), Some(&RtmpEvent::Unpublished));
 
-    let units = |codec| -> Vec<&AccessUnit> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                RtmpEvent::Media(unit) if unit.codec == codec => Some(unit),
-                _ => None,
-            })
-            .collect()
-    };
-    let video = units(Codec::H264);
+    let video = publication.units(Codec::H264);
     assert!(
         (85..=95).contains(&video.len()),
         "{} video units",
@@ -154,7 +85,7 @@ fn ffmpeg_publishes_h264_and_aac() {
         assert_eq!(pos, unit.payload.len());
     }
 
-    let audio = units(Codec::Aac);
+    let audio = publication.units(Codec::Aac);
     // 3 s at 48 kHz is 140.6 frames of 1024.
     assert!(
         (135..=145).contains(&audio.len()),

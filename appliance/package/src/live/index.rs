@@ -4,9 +4,8 @@
 
 use std::collections::VecDeque;
 
-use media::{AacConfig, AvcConfig, VIDEO_TIMESCALE};
+use media::{AacConfig, AvcConfig, VIDEO_TIMESCALE, rescale};
 
-use super::segmenter::convert;
 use crate::dash::{self, MpdKind};
 use crate::hls::{self, SegmentFormat};
 
@@ -290,7 +289,7 @@ impl SegmentIndex {
                     .unwrap_or_default();
                 dash::SegmentTimeline {
                     timescale,
-                    presentation_time_offset: convert(origin, VIDEO_TIMESCALE, timescale).max(0)
+                    presentation_time_offset: rescale(origin, VIDEO_TIMESCALE, timescale).max(0)
                         as u64,
                     init_name,
                     start_number: first.number,

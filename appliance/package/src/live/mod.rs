@@ -26,13 +26,13 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use media::{AacConfig, AccessUnit, AvcConfig, TrackConfig, VIDEO_TIMESCALE};
+use media::{AacConfig, AccessUnit, AvcConfig, TrackConfig, VIDEO_TIMESCALE, rescale};
 
 use crate::fmp4;
 use crate::hls::SegmentFormat;
 use crate::ts::TsMuxer;
 use index::{Bitrates, PeriodInfo, RenderContext, SegmentIndex, SegmentRecord, TrackPart};
-use segmenter::{CutSegment, Segmenter, SegmenterConfig, convert};
+use segmenter::{CutSegment, Segmenter, SegmenterConfig};
 
 /// Track ids inside the CMAF files (one track per file; distinct so they never clash if a
 /// client combines them).
@@ -404,9 +404,9 @@ impl LivePackager {
             let start = cut
                 .audio
                 .first()
-                .map_or_else(|| convert(cut.start, VIDEO_TIMESCALE, rate), |s| s.unit.pts);
+                .map_or_else(|| rescale(cut.start, VIDEO_TIMESCALE, rate), |s| s.unit.pts);
             let duration = if cut.audio.is_empty() {
-                convert(span as i64, VIDEO_TIMESCALE, rate).max(0) as u64
+                rescale(span as i64, VIDEO_TIMESCALE, rate).max(0) as u64
             } else {
                 cut.audio.iter().map(|s| u64::from(s.duration)).sum()
             };
@@ -414,7 +414,7 @@ impl LivePackager {
                 start,
                 duration,
                 timescale: rate,
-                wall_ms: wall(convert(start, rate, VIDEO_TIMESCALE)),
+                wall_ms: wall(rescale(start, rate, VIDEO_TIMESCALE)),
                 bytes: 0,
                 gap: cut.audio.is_empty(),
                 init_name: init_name.or(last_audio_init),
@@ -580,7 +580,7 @@ fn mux_ts(muxer: &mut TsMuxer, cut: &CutSegment, audio_rate: u32) -> Bytes {
     let mut audio = cut.audio.iter().peekable();
     for video in &cut.video {
         while let Some(frame) =
-            audio.next_if(|a| convert(a.unit.dts, audio_rate, VIDEO_TIMESCALE) <= video.unit.dts)
+            audio.next_if(|a| rescale(a.unit.dts, audio_rate, VIDEO_TIMESCALE) <= video.unit.dts)
         {
             muxer.write_unit(&frame.unit, &mut out);
         }

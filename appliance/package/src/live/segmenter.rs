@@ -84,7 +84,7 @@ impl Track {
     }
 
     fn ms(&self, ms: i64) -> i64 {
-        convert(ms, 1000, self.timescale)
+        rescale(ms, 1000, self.timescale)
     }
 }
 
@@ -169,7 +169,7 @@ impl Segmenter {
             let timescale = audio.timescale;
             audio.pending.last().map(|last| {
                 let end = last.unit.pts + i64::from(last.duration);
-                (convert(end, timescale, VIDEO_TIMESCALE), true)
+                (rescale(end, timescale, VIDEO_TIMESCALE), true)
             })
         } else {
             None
@@ -198,7 +198,7 @@ impl Segmenter {
             video.offset = offset_90k;
         }
         if let Some(audio) = self.audio.as_mut() {
-            audio.offset = convert(offset_90k, VIDEO_TIMESCALE, audio.timescale);
+            audio.offset = rescale(offset_90k, VIDEO_TIMESCALE, audio.timescale);
         }
     }
 
@@ -271,9 +271,9 @@ impl Segmenter {
             let Some(audio) = self.audio.as_ref() else {
                 return;
             };
-            let start = convert(self.start_position, VIDEO_TIMESCALE, audio.timescale);
+            let start = rescale(self.start_position, VIDEO_TIMESCALE, audio.timescale);
             let offset = start.saturating_sub(unit.pts);
-            self.set_origin(convert(offset, audio.timescale, VIDEO_TIMESCALE));
+            self.set_origin(rescale(offset, audio.timescale, VIDEO_TIMESCALE));
             if let Some(audio) = self.audio.as_mut() {
                 // Exact, not rounded through 90 kHz: the first frame lands on `start`.
                 audio.offset = offset;
@@ -287,7 +287,7 @@ impl Segmenter {
             return;
         };
         let (unit, jumped) = map_unit(audio, unit, head);
-        let position = convert(unit.pts, audio.timescale, VIDEO_TIMESCALE);
+        let position = rescale(unit.pts, audio.timescale, VIDEO_TIMESCALE);
         if position < self.audio_floor && !jumped {
             // Before the first keyframe, or late for a segment already handed out.
             self.dropped_units += 1;
@@ -319,7 +319,7 @@ impl Segmenter {
             .filter_map(|track| {
                 track
                     .expected_next()
-                    .map(|next| convert(next, track.timescale, VIDEO_TIMESCALE))
+                    .map(|next| rescale(next, track.timescale, VIDEO_TIMESCALE))
             })
             .max()
             .unwrap_or(self.start_position)
@@ -332,7 +332,7 @@ impl Segmenter {
             if let Some(audio) = self.audio.as_ref() {
                 let reached = audio
                     .last_dts
-                    .is_some_and(|last| convert(last, audio.timescale, VIDEO_TIMESCALE) >= end);
+                    .is_some_and(|last| rescale(last, audio.timescale, VIDEO_TIMESCALE) >= end);
                 let video_head = self.video.as_ref().and_then(|v| v.last_dts);
                 let waited = video_head.is_some_and(|head| head >= end + self.config.audio_wait);
                 if !(force || reached || waited) {
@@ -348,7 +348,7 @@ impl Segmenter {
                 let split = audio
                     .pending
                     .iter()
-                    .position(|s| convert(s.unit.pts, timescale, VIDEO_TIMESCALE) >= end)
+                    .position(|s| rescale(s.unit.pts, timescale, VIDEO_TIMESCALE) >= end)
                     .unwrap_or(audio.pending.len());
                 audio_units = audio.pending.drain(..split).collect();
                 if let Some(last) = audio_units.last_mut()
@@ -377,7 +377,7 @@ fn map_unit(track: &mut Track, mut unit: AccessUnit, head_90k: i64) -> (AccessUn
     let mut jumped = false;
     if let (Some(last), Some(expected)) = (track.last_dts, track.expected_next()) {
         if dts < last || dts > expected.saturating_add(track.ms(JUMP_THRESHOLD_MS)) {
-            let head = convert(head_90k, VIDEO_TIMESCALE, track.timescale);
+            let head = rescale(head_90k, VIDEO_TIMESCALE, track.timescale);
             let target = expected.max(head);
             let delta = target.saturating_sub(dts);
             track.offset = track.offset.saturating_add(delta);
@@ -418,15 +418,6 @@ fn span(units: &[TimedUnit]) -> Option<i64> {
     let first = units.first()?;
     let last = units.last()?;
     Some(last.unit.dts + i64::from(last.duration) - first.unit.dts)
-}
-
-/// [`media::rescale`] rounding to nearest on both sides of zero: offsets are negative.
-pub(crate) fn convert(value: i64, from: u32, to: u32) -> i64 {
-    if value < 0 {
-        rescale(value.saturating_neg(), from, to).saturating_neg()
-    } else {
-        rescale(value, from, to)
-    }
 }
 
 fn clamp_duration(ticks: i64) -> u32 {

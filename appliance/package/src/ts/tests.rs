@@ -509,7 +509,10 @@ fn changed_tracks_advance_the_pmt_version_and_keep_counters() {
     let pmts: Vec<&Packet> = packets.iter().filter(|p| p.pid == PMT_PID).collect();
     let versions: Vec<u8> = pmts.iter().map(|p| (p.payload[6] >> 1) & 0x1f).collect();
     assert_eq!(versions, [0, 0, 1]);
-    assert_eq!(pmts.iter().map(|p| p.continuity).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(
+        pmts.iter().map(|p| p.continuity).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
     let section = &pmts[2].payload[1..];
     assert_eq!(section[2], 23, "two streams now");
     assert_eq!(crc32_mpeg2(&section[..26]), 0);
