@@ -248,8 +248,17 @@ pub fn ffmpeg_publish_with(url: &str, seconds: u32, extra: &[&str]) -> Child {
         .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &duration])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "60"])
-        .args(["-keyint_min", "60", "-sc_threshold", "0", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "60",
+        ])
+        .args([
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .args(["-c:a", "aac", "-b:a", "96k", "-ac", "2"])
         .args(extra)
         .args(["-f", "flv", url])
@@ -350,8 +359,11 @@ impl MediaPlaylist {
             } else if line == "#EXT-X-ENDLIST" {
                 p.ended = true;
             } else if !line.is_empty() && !line.starts_with('#') {
-                p.segments
-                    .push((line.to_owned(), duration.take().unwrap_or(-1.0), discontinuity));
+                p.segments.push((
+                    line.to_owned(),
+                    duration.take().unwrap_or(-1.0),
+                    discontinuity,
+                ));
                 discontinuity = false;
             }
         }
@@ -376,10 +388,8 @@ impl TempDir {
     pub fn new(label: &str) -> TempDir {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "corecast-e2e-{label}-{}-{n}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("corecast-e2e-{label}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create temp dir");
         TempDir(path)

@@ -10,9 +10,11 @@ fn demo_stream_is_playable_without_a_publisher() {
         "[demo]\nwidth = 640\nheight = 360\nfps = 30\nvideo_kbps = 600\n",
         &[],
     );
-    let media = server.wait_for("/live/demo/source/index.m3u8", Duration::from_secs(30), |t| {
-        MediaPlaylist::parse(t).segments.len() >= 2
-    });
+    let media = server.wait_for(
+        "/live/demo/source/index.m3u8",
+        Duration::from_secs(30),
+        |t| MediaPlaylist::parse(t).segments.len() >= 2,
+    );
     let playlist = MediaPlaylist::parse(&media.text());
     let probe = ffprobe_json(&["-show_streams", &server.url("/live/demo/index.m3u8")]);
     let streams = probe["streams"].as_array().expect("streams");
@@ -21,8 +23,14 @@ fn demo_stream_is_playable_without_a_publisher() {
         .find(|s| s["codec_type"] == "video")
         .unwrap_or_else(|| panic!("no video in {probe}"));
     assert_eq!(video["codec_name"], "h264");
-    assert_eq!((video["width"].as_u64(), video["height"].as_u64()), (Some(640), Some(360)));
-    assert!(streams.iter().any(|s| s["codec_name"] == "aac"), "no audio in {probe}");
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    assert!(
+        streams.iter().any(|s| s["codec_name"] == "aac"),
+        "no audio in {probe}"
+    );
 
     // One whole segment decodes to exactly 2 s of frames, starting on a keyframe.
     let tmp = TempDir::new("demo");
@@ -41,5 +49,8 @@ fn demo_stream_is_playable_without_a_publisher() {
     let frames = frames["frames"].as_array().expect("frames");
     assert_eq!(frames.len(), 60, "a {duration} s segment at 30 fps");
     assert_eq!(frames[0]["key_frame"], 1);
-    assert!((duration - 2.0).abs() < 0.01, "demo segments are exactly 2 s: {duration}");
+    assert!(
+        (duration - 2.0).abs() < 0.01,
+        "demo segments are exactly 2 s: {duration}"
+    );
 }

@@ -22,14 +22,19 @@ fn last_sequence(server: &Server) -> Option<u64> {
 fn server_closes_after(server: &Server, bytes: &[u8]) -> Duration {
     let started = Instant::now();
     let mut socket = TcpStream::connect(server.rtmp).expect("connect RTMP");
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let _ = socket.write_all(bytes);
     let mut sink = [0u8; 8192];
     loop {
         match socket.read(&mut sink) {
             Ok(0) => return started.elapsed(),
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
                 panic!("server kept a garbage session open for 10 s")
             }
             Err(_) => return started.elapsed(), // reset: closed too
@@ -41,14 +46,21 @@ fn server_closes_after(server: &Server, bytes: &[u8]) -> Duration {
 fn second_publisher_is_refused_and_garbage_is_dropped_while_the_first_keeps_going() {
     let server = Server::start("[demo]\nenabled = false\n[packaging]\nwindow = 4\n", &[]);
     let mut first = ffmpeg_publish(&server.rtmp_url("main"), 16);
-    server.wait_for("/live/main/source/index.m3u8", Duration::from_secs(20), |_| true);
+    server.wait_for(
+        "/live/main/source/index.m3u8",
+        Duration::from_secs(20),
+        |_| true,
+    );
 
     // A second publisher of the same name: refused with the status ffmpeg shows.
     let mut second = ffmpeg_publish(&server.rtmp_url("main"), 5);
     let out = wait_child(&mut second, Duration::from_secs(20));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "second publisher was not refused");
-    assert!(stderr.contains("Server error"), "ffmpeg did not report the refusal: {stderr}");
+    assert!(
+        stderr.contains("Server error"),
+        "ffmpeg did not report the refusal: {stderr}"
+    );
 
     // Garbage: a bad RTMP version byte, and a valid handshake followed by a broken AMF command.
     let mut bad_version = vec![0xFFu8];
@@ -65,12 +77,26 @@ fn second_publisher_is_refused_and_garbage_is_dropped_while_the_first_keeps_goin
     let before = last_sequence(&server).expect("playlist still served");
     std::thread::sleep(Duration::from_secs(5));
     let after = last_sequence(&server).expect("playlist still served");
-    assert!(after >= before + 2, "stream stalled: {before} -> {after}\n{}", server.log_text());
+    assert!(
+        after >= before + 2,
+        "stream stalled: {before} -> {after}\n{}",
+        server.log_text()
+    );
     let out = wait_child(&mut first, Duration::from_secs(30));
-    assert!(out.status.success(), "first publisher failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "first publisher failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let log = server.log_text();
-    assert!(log.contains("publish refused"), "refusal not logged:\n{log}");
-    assert!(log.contains("RTMP session dropped"), "garbage session not logged:\n{log}");
+    assert!(
+        log.contains("publish refused"),
+        "refusal not logged:\n{log}"
+    );
+    assert!(
+        log.contains("RTMP session dropped"),
+        "garbage session not logged:\n{log}"
+    );
 }
 
 #[test]
@@ -81,7 +107,11 @@ fn publisher_returning_within_grace_continues_the_playlists_then_they_end() {
     );
     let mut first = ffmpeg_publish(&server.rtmp_url("main"), 5);
     let out = wait_child(&mut first, Duration::from_secs(30));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let gone = playlist(&server, "/live/main/source/index.m3u8").expect("playlist after first run");
     assert!(!gone.ended, "ended before the grace period:\n{}", gone.text);
     let api = server.api_get("/api/v1/streams/main").text();
@@ -89,18 +119,32 @@ fn publisher_returning_within_grace_continues_the_playlists_then_they_end() {
 
     let mut second = ffmpeg_publish(&server.rtmp_url("main"), 5);
     let out = wait_child(&mut second, Duration::from_secs(30));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ended = server
-        .wait_for("/live/main/source/index.m3u8", Duration::from_secs(20), |t| {
-            t.contains("#EXT-X-ENDLIST")
-        })
+        .wait_for(
+            "/live/main/source/index.m3u8",
+            Duration::from_secs(20),
+            |t| t.contains("#EXT-X-ENDLIST"),
+        )
         .text();
     for path in ["source", "audio", "ts"] {
         let p = playlist(&server, &format!("/live/main/{path}/index.m3u8")).expect("playlist");
         assert!(p.ended, "{path}: no ENDLIST:\n{}", p.text);
-        assert_eq!(p.media_sequence, 0, "{path}: sequence numbers reset:\n{}", p.text);
+        assert_eq!(
+            p.media_sequence, 0,
+            "{path}: sequence numbers reset:\n{}",
+            p.text
+        );
         let discontinuities = p.segments.iter().filter(|s| s.2).count();
-        assert_eq!(discontinuities, 1, "{path}: one discontinuity expected:\n{}", p.text);
+        assert_eq!(
+            discontinuities, 1,
+            "{path}: one discontinuity expected:\n{}",
+            p.text
+        );
         // Both runs are there: 5 s + 5 s in 2 s segments.
         assert!(p.segments.len() >= 5, "{path}: {}", p.text);
         for (uri, _, _) in &p.segments {
@@ -111,7 +155,11 @@ fn publisher_returning_within_grace_continues_the_playlists_then_they_end() {
     assert!(ended.contains("#EXT-X-DISCONTINUITY"));
     let mpd = server.get("/live/main/index.mpd").text();
     assert!(mpd.contains("type=\"static\""), "{mpd}");
-    assert_eq!(mpd.matches("<Period").count(), 2, "a new Period for the returning publisher:\n{mpd}");
+    assert_eq!(
+        mpd.matches("<Period").count(),
+        2,
+        "a new Period for the returning publisher:\n{mpd}"
+    );
     let api = server.api_get("/api/v1/streams/main").text();
     assert!(api.contains("\"ended\""), "{api}");
 }

@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use corecast_e2e::{
-    MediaPlaylist, Server, TempDir, ffmpeg_decode_errors, ffmpeg_publish, ffprobe_json,
-    wait_child,
+    MediaPlaylist, Server, TempDir, ffmpeg_decode_errors, ffmpeg_publish, ffprobe_json, wait_child,
 };
 
 /// Acts like a player on one media playlist: remembers every media sequence number it saw and
@@ -41,14 +40,24 @@ impl Follower {
                 continue;
             }
             let segment = server.get(&format!("/live/{stream}/{}/{uri}", self.dir));
-            assert_eq!(segment.status, 200, "{} segment {uri} listed but not served", self.dir);
+            assert_eq!(
+                segment.status, 200,
+                "{} segment {uri} listed but not served",
+                self.dir
+            );
             self.segments.insert(seq, (*duration, segment.body));
         }
         self.playlist = playlist;
     }
 
     /// init (if any) + every segment in order, written to `path`.
-    fn write_concatenated(&self, server: &Server, stream: &str, init: bool, path: &std::path::Path) {
+    fn write_concatenated(
+        &self,
+        server: &Server,
+        stream: &str,
+        init: bool,
+        path: &std::path::Path,
+    ) {
         let mut bytes = Vec::new();
         if init {
             let response = server.get(&format!("/live/{stream}/{}/init.mp4", self.dir));
@@ -71,9 +80,20 @@ impl Follower {
             self.dir
         );
         for pair in self.sequences_seen.windows(2) {
-            assert_eq!(pair[1], pair[0] + 1, "{}: EXT-X-MEDIA-SEQUENCE jumped: {:?}", self.dir, self.sequences_seen);
+            assert_eq!(
+                pair[1],
+                pair[0] + 1,
+                "{}: EXT-X-MEDIA-SEQUENCE jumped: {:?}",
+                self.dir,
+                self.sequences_seen
+            );
         }
-        assert!(self.sequences_seen.len() >= 3, "{}: the window never slid: {:?}", self.dir, self.sequences_seen);
+        assert!(
+            self.sequences_seen.len() >= 3,
+            "{}: the window never slid: {:?}",
+            self.dir,
+            self.sequences_seen
+        );
     }
 }
 
@@ -111,7 +131,11 @@ fn first_stream(path: &str, select: &str) -> serde_json::Value {
 
 fn assert_even_steps(packets: &[(i64, i64)], step: i64, what: &str) {
     for pair in packets.windows(2) {
-        assert_eq!(pair[1].0 - pair[0].0, step, "{what}: dts not contiguous at {pair:?}");
+        assert_eq!(
+            pair[1].0 - pair[0].0,
+            step,
+            "{what}: dts not contiguous at {pair:?}"
+        );
     }
 }
 
@@ -122,7 +146,11 @@ fn rtmp_publish_is_served_as_hls_dash_and_ts() {
         &[],
     );
     let mut ffmpeg = ffmpeg_publish(&server.rtmp_url("cam"), 12);
-    let mut followers = [Follower::new("source"), Follower::new("audio"), Follower::new("ts")];
+    let mut followers = [
+        Follower::new("source"),
+        Follower::new("audio"),
+        Follower::new("ts"),
+    ];
     let mut live_mpd = None;
     let mut api_seen = None;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -150,11 +178,19 @@ fn rtmp_publish_is_served_as_hls_dash_and_ts() {
         if followers.iter().all(|f| f.playlist.ended) {
             break;
         }
-        assert!(Instant::now() < deadline, "playlists never ended:\n{}", server.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "playlists never ended:\n{}",
+            server.log_text()
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let out = wait_child(&mut ffmpeg, Duration::from_secs(5));
-    assert!(out.status.success(), "ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let tmp = TempDir::new("rtmp");
     // --- fMP4 video
@@ -162,8 +198,14 @@ fn rtmp_publish_is_served_as_hls_dash_and_ts() {
     followers[0].write_concatenated(&server, "cam", true, &video);
     let v = first_stream(video.to_str().unwrap(), "v:0");
     assert_eq!(v["codec_name"], "h264");
-    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(640), Some(360)));
-    assert_eq!(v["nb_read_frames"], "360", "12 s at 30 fps, every frame published");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    assert_eq!(
+        v["nb_read_frames"], "360",
+        "12 s at 30 fps, every frame published"
+    );
     assert_even_steps(&packets(&video, "v:0"), 3000, "video");
     // --- fMP4 audio
     let audio = tmp.path().join("audio.mp4");
@@ -175,33 +217,70 @@ fn rtmp_publish_is_served_as_hls_dash_and_ts() {
     let audio_packets = packets(&audio, "a:0");
     assert_even_steps(&audio_packets, 1024, "audio");
     let audio_seconds = audio_packets.len() as f64 * 1024.0 / 48_000.0;
-    assert!((11.5..=12.5).contains(&audio_seconds), "audio lasts {audio_seconds} s");
+    assert!(
+        (11.5..=12.5).contains(&audio_seconds),
+        "audio lasts {audio_seconds} s"
+    );
     // --- TS
     let ts = tmp.path().join("all.ts");
     followers[2].write_concatenated(&server, "cam", false, &ts);
     let tv = first_stream(ts.to_str().unwrap(), "v:0");
     assert_eq!(tv["codec_name"], "h264");
     assert_eq!(tv["nb_read_frames"], "360");
-    assert_eq!(first_stream(ts.to_str().unwrap(), "a:0")["codec_name"], "aac");
+    assert_eq!(
+        first_stream(ts.to_str().unwrap(), "a:0")["codec_name"],
+        "aac"
+    );
     let errors = ffmpeg_decode_errors(ts.to_str().unwrap());
-    assert!(errors.trim().is_empty(), "TS segments decode with errors: {errors}");
+    assert!(
+        errors.trim().is_empty(),
+        "TS segments decode with errors: {errors}"
+    );
 
     // --- playlists: numbering, durations, tags
     for f in &followers {
         f.assert_sequence_advances_by_one();
         let p = &f.playlist;
-        assert!(p.target_duration >= 2.0, "{}: target {}", f.dir, p.target_duration);
-        assert_eq!(p.program_date_times, p.segments.len(), "{}: PROGRAM-DATE-TIME on every segment", f.dir);
+        assert!(
+            p.target_duration >= 2.0,
+            "{}: target {}",
+            f.dir,
+            p.target_duration
+        );
+        assert_eq!(
+            p.program_date_times,
+            p.segments.len(),
+            "{}: PROGRAM-DATE-TIME on every segment",
+            f.dir
+        );
         let durations: Vec<f64> = f.segments.values().map(|(d, _)| *d).collect();
         for d in &durations[..durations.len() - 1] {
-            assert!((d - 2.0).abs() < 0.05, "{}: segment of {d} s with a 2 s GOP: {durations:?}", f.dir);
+            assert!(
+                (d - 2.0).abs() < 0.05,
+                "{}: segment of {d} s with a 2 s GOP: {durations:?}",
+                f.dir
+            );
         }
         for d in &durations {
-            assert!(*d > 0.0 && *d <= p.target_duration + 0.5, "{}: {d} s over target", f.dir);
+            assert!(
+                *d > 0.0 && *d <= p.target_duration + 0.5,
+                "{}: {d} s over target",
+                f.dir
+            );
         }
     }
-    assert!(followers[0].playlist.text.contains("#EXT-X-INDEPENDENT-SEGMENTS"));
-    assert!(followers[0].playlist.text.contains("#EXT-X-MAP:URI=\"init.mp4\""));
+    assert!(
+        followers[0]
+            .playlist
+            .text
+            .contains("#EXT-X-INDEPENDENT-SEGMENTS")
+    );
+    assert!(
+        followers[0]
+            .playlist
+            .text
+            .contains("#EXT-X-MAP:URI=\"init.mp4\"")
+    );
     assert!(followers[2].playlist.text.contains(".ts"));
     assert_eq!(
         followers[0].segments.keys().collect::<Vec<_>>(),
@@ -212,13 +291,22 @@ fn rtmp_publish_is_served_as_hls_dash_and_ts() {
     // --- multivariant: exact CODECS from the stream's own SPS, as ffprobe reads it
     let master = server.get("/live/cam/index.m3u8");
     assert_eq!(master.status, 200);
-    assert_eq!(master.header("Content-Type"), Some("application/vnd.apple.mpegurl"));
+    assert_eq!(
+        master.header("Content-Type"),
+        Some("application/vnd.apple.mpegurl")
+    );
     let master = master.text();
     let level = v["level"].as_i64().expect("level");
     assert_eq!(v["profile"], "High");
     let codecs = format!("CODECS=\"avc1.6400{level:02x},mp4a.40.2\"");
     assert!(master.contains(&codecs), "{codecs} missing in:\n{master}");
-    for needle in ["RESOLUTION=640x360", "FRAME-RATE=30", "BANDWIDTH=", "TYPE=AUDIO", "source/index.m3u8"] {
+    for needle in [
+        "RESOLUTION=640x360",
+        "FRAME-RATE=30",
+        "BANDWIDTH=",
+        "TYPE=AUDIO",
+        "source/index.m3u8",
+    ] {
         assert!(master.contains(needle), "{needle} missing in:\n{master}");
     }
 
@@ -231,11 +319,18 @@ fn rtmp_publish_is_served_as_hls_dash_and_ts() {
         "suggestedPresentationDelay=",
         "SegmentTemplate",
     ] {
-        assert!(live_mpd.contains(needle), "{needle} missing in live MPD:\n{live_mpd}");
+        assert!(
+            live_mpd.contains(needle),
+            "{needle} missing in live MPD:\n{live_mpd}"
+        );
     }
     let mpd = server.get("/live/cam/index.mpd");
     assert_eq!(mpd.header("Content-Type"), Some("application/dash+xml"));
-    assert!(mpd.text().contains("type=\"static\""), "ended MPD:\n{}", mpd.text());
+    assert!(
+        mpd.text().contains("type=\"static\""),
+        "ended MPD:\n{}",
+        mpd.text()
+    );
     let dash = ffprobe_json(&["-show_streams", &server.url("/live/cam/index.mpd")]);
     let codecs: Vec<&str> = dash["streams"]
         .as_array()
@@ -243,12 +338,18 @@ fn rtmp_publish_is_served_as_hls_dash_and_ts() {
         .iter()
         .filter_map(|s| s["codec_name"].as_str())
         .collect();
-    assert!(codecs.contains(&"h264") && codecs.contains(&"aac"), "DASH streams: {codecs:?}");
+    assert!(
+        codecs.contains(&"h264") && codecs.contains(&"aac"),
+        "DASH streams: {codecs:?}"
+    );
     let errors = ffmpeg_decode_errors(&server.url("/live/cam/index.mpd"));
     assert!(errors.trim().is_empty(), "DASH decode errors: {errors}");
     // HLS through ffmpeg's own HLS client (multivariant + audio group)
     let hls = ffprobe_json(&["-show_streams", &server.url("/live/cam/index.m3u8")]);
-    assert!(hls["streams"].as_array().expect("streams").len() >= 2, "HLS streams: {hls}");
+    assert!(
+        hls["streams"].as_array().expect("streams").len() >= 2,
+        "HLS streams: {hls}"
+    );
 
     // --- API while live
     let api = api_seen.expect("API polled while live");

@@ -166,7 +166,11 @@ impl ConfigFile {
             )));
         }
         let mut hub = HubConfig {
-            grace_period: seconds("packaging.grace_period_seconds", p.grace_period_seconds, 0.0)?,
+            grace_period: seconds(
+                "packaging.grace_period_seconds",
+                p.grace_period_seconds,
+                0.0,
+            )?,
             ended_retention: seconds(
                 "packaging.ended_retention_seconds",
                 p.ended_retention_seconds,
@@ -324,10 +328,12 @@ mod tests {
             .and_then(|c| c.into_engine_config("c.toml"))
             .unwrap_err();
         assert!(err.to_string().contains("641x"), "{err}");
-        assert!(ConfigFile::parse("[demo]\nenabled = false", "c")
-            .and_then(|c| c.into_engine_config("c"))
-            .expect("valid")
-            .demo
-            .is_none());
+        assert!(
+            ConfigFile::parse("[demo]\nenabled = false", "c")
+                .and_then(|c| c.into_engine_config("c"))
+                .expect("valid")
+                .demo
+                .is_none()
+        );
     }
 }

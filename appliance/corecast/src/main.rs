@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use crate::config::ConfigFile;
 
 #[derive(Debug, Parser)]
-#[command(name = "corecast", version, about = "Self-hosted live-streaming appliance")]
+#[command(
+    name = "corecast",
+    version,
+    about = "Self-hosted live-streaming appliance"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -351,7 +351,9 @@ impl StreamHub {
         let mut next_status = Instant::now();
         loop {
             let now = Instant::now();
-            let deadline = self.next_deadline().map_or(next_status, |d| d.min(next_status));
+            let deadline = self
+                .next_deadline()
+                .map_or(next_status, |d| d.min(next_status));
             match self
                 .commands
                 .recv_timeout(deadline.saturating_duration_since(now))

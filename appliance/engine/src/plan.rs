@@ -94,7 +94,11 @@ impl CorePlan {
 }
 
 /// Starts a named thread pinned to `core` (when given).
-pub fn spawn_pinned<F, T>(name: &str, core: Option<CoreId>, body: F) -> std::io::Result<JoinHandle<T>>
+pub fn spawn_pinned<F, T>(
+    name: &str,
+    core: Option<CoreId>,
+    body: F,
+) -> std::io::Result<JoinHandle<T>>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -105,7 +109,10 @@ where
             if let Some(core) = core
                 && !core_affinity::set_for_current(core)
             {
-                tracing::warn!(core = core.id, "could not pin thread to its core; running unpinned");
+                tracing::warn!(
+                    core = core.id,
+                    "could not pin thread to its core; running unpinned"
+                );
             }
             body()
         })
@@ -141,7 +148,10 @@ mod tests {
     #[test]
     fn two_cores_deliver_on_both_and_share_core_zero() {
         let plan = CorePlan::for_cores(&cores(2), None);
-        assert_eq!(plan.delivery, vec![Some(CoreId { id: 0 }), Some(CoreId { id: 1 })]);
+        assert_eq!(
+            plan.delivery,
+            vec![Some(CoreId { id: 0 }), Some(CoreId { id: 1 })]
+        );
         assert_eq!(plan.ingest, Some(CoreId { id: 0 }));
         assert_eq!(plan.transcode, Some(CoreId { id: 0 }));
     }
@@ -157,7 +167,11 @@ mod tests {
     #[test]
     fn worker_count_override_wraps_over_delivery_cores() {
         let plan = CorePlan::for_cores(&cores(2), Some(3));
-        let ids: Vec<usize> = plan.delivery.iter().map(|c| c.map_or(99, |c| c.id)).collect();
+        let ids: Vec<usize> = plan
+            .delivery
+            .iter()
+            .map(|c| c.map_or(99, |c| c.id))
+            .collect();
         assert_eq!(ids, vec![0, 1, 0]);
         let unknown = CorePlan::for_cores(&[], None);
         assert_eq!(unknown.delivery, vec![None]);

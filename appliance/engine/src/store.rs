@@ -13,6 +13,11 @@
 //! every publish bumps [`SegmentStore::generation`] and calls each notifier once (typically a
 //! write to that core's eventfd), so waiting requests are retried when something new exists,
 //! never polled.
+//!
+//! Viewers: each stream carries a counter of the connections whose most recent request was for
+//! it. Delivery holds a [`ViewerTicket`] per connection (an `Arc` of that counter: +1 when
+//! made, −1 when dropped) and moves it with [`SegmentStore::lookup_viewed`]; no lock, no
+//! allocation, and a stream removed and published again starts a fresh count.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,6 +85,28 @@ type Notifier = Arc<dyn Fn() + Send + Sync>;
 #[derive(Debug, Default)]
 struct StreamObjects {
     objects: ArcSwap<ObjectMap>,
+    viewers: Arc<AtomicU64>,
+}
+
+/// One connection counted as a viewer of one stream; the count drops when this does.
+#[derive(Debug)]
+pub struct ViewerTicket {
+    counter: Arc<AtomicU64>,
+}
+
+impl ViewerTicket {
+    fn new(counter: &Arc<AtomicU64>) -> ViewerTicket {
+        counter.fetch_add(1, Ordering::Relaxed);
+        ViewerTicket {
+            counter: counter.clone(),
+        }
+    }
+}
+
+impl Drop for ViewerTicket {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// See the module docs.
@@ -127,6 +154,42 @@ impl SegmentStore {
         let streams = self.streams.load();
         let entry = streams.get(stream)?;
         entry.objects.load().get(object).cloned()
+    }
+
+    /// Like [`lookup`](Self::lookup), and also moves the connection's viewer ticket to the
+    /// stream the path names (or drops it when the path names no existing stream).
+    pub fn lookup_viewed(
+        &self,
+        path: &str,
+        ticket: &mut Option<ViewerTicket>,
+    ) -> Option<StoredObject> {
+        let Some((stream, object)) = path
+            .strip_prefix(LIVE_PREFIX)
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            *ticket = None;
+            return None;
+        };
+        let streams = self.streams.load();
+        let Some(entry) = streams.get(stream) else {
+            *ticket = None;
+            return None;
+        };
+        let same = ticket
+            .as_ref()
+            .is_some_and(|held| Arc::ptr_eq(&held.counter, &entry.viewers));
+        if !same {
+            *ticket = Some(ViewerTicket::new(&entry.viewers));
+        }
+        entry.objects.load().get(object).cloned()
+    }
+
+    /// Connections whose most recent request was for this stream.
+    pub fn viewers(&self, stream: &str) -> u64 {
+        self.streams
+            .load()
+            .get(stream)
+            .map_or(0, |entry| entry.viewers.load(Ordering::Relaxed))
     }
 
     /// Whether a stream has any objects (it is live, or ended but still listed).
@@ -268,6 +331,35 @@ mod tests {
         assert!(store.lookup("/live/a/source/2.m4s").is_none());
         assert_eq!(&two.body[..], b"two");
         assert!(!store.has_stream("a"));
+    }
+
+    #[test]
+    fn viewer_tickets_follow_the_latest_request() {
+        let store = SegmentStore::new();
+        for stream in ["a", "b"] {
+            store.apply(
+                stream,
+                vec![StoreChange::Put {
+                    path: "index.m3u8".into(),
+                    object: object(b"#EXTM3U"),
+                }],
+            );
+        }
+        let mut first = None;
+        let mut second = None;
+        assert!(store.lookup_viewed("/live/a/index.m3u8", &mut first).is_some());
+        assert!(store.lookup_viewed("/live/a/missing.m4s", &mut second).is_none());
+        assert_eq!(store.viewers("a"), 2, "a 404 inside a live stream still counts");
+        assert!(store.lookup_viewed("/live/a/index.m3u8", &mut first).is_some());
+        assert_eq!(store.viewers("a"), 2, "a repeat request does not count twice");
+        store.lookup_viewed("/live/b/index.m3u8", &mut second);
+        assert_eq!((store.viewers("a"), store.viewers("b")), (1, 1));
+        store.lookup_viewed("/live/nope/index.m3u8", &mut second);
+        assert_eq!(store.viewers("b"), 0);
+        assert!(second.is_none());
+        drop(first);
+        assert_eq!(store.viewers("a"), 0);
+        assert_eq!(store.viewers("nope"), 0);
     }
 
     #[test]

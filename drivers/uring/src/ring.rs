@@ -443,6 +443,15 @@ impl Ring {
         unsafe { self.push(&entry) }
     }
 
+    /// Cancels every op whose `user_data` is `target` (e.g. a multishot accept).
+    pub fn cancel_op(&mut self, target: Token, token: Token) -> Result<(), UringError> {
+        let entry = opcode::AsyncCancel2::new(CancelBuilder::user_data(target.user_data()).all())
+            .build()
+            .user_data(token.user_data());
+        // SAFETY: a cancel names no user memory.
+        unsafe { self.push(&entry) }
+    }
+
     /// Closes a direct descriptor, freeing its slot for the next accept. Refused while the
     /// slot's send is in flight (the next connection in that slot would find it busy).
     pub fn close_slot(&mut self, slot: u32, token: Token) -> Result<(), UringError> {

@@ -12,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use corecast_ingest::rtmp::{RtmpEvent, RtmpSession};
+use corecast_ingest::rtmp::{PublishRejection, RtmpEvent, RtmpSession};
 use media::{AacConfig, AccessUnit, AvcConfig, Codec};
 
 /// How much of the publisher's bytes a capture keeps.
@@ -82,6 +82,16 @@ impl RtmpListener {
     /// connection when the publisher exits first, so a publisher that fails to start is
     /// reported with its own message rather than as a hang.
     pub fn serve_one(&self, publisher: &mut Child, limit: Duration) -> Publication {
+        self.serve_one_answering(publisher, limit, None)
+    }
+
+    /// [`RtmpListener::serve_one`], answering the publish request with `rejection` if given.
+    pub fn serve_one_answering(
+        &self,
+        publisher: &mut Child,
+        limit: Duration,
+        rejection: Option<PublishRejection>,
+    ) -> Publication {
         let deadline = Instant::now() + limit;
         let mut publication = Publication {
             events: Vec::new(),
@@ -89,7 +99,7 @@ impl RtmpListener {
             failure: None,
         };
         match self.accept(publisher, deadline) {
-            Ok(socket) => serve(socket, deadline, &mut publication),
+            Ok(socket) => serve(socket, deadline, rejection, &mut publication),
             Err(failure) => publication.failure = Some(failure),
         }
         publication
@@ -119,7 +129,12 @@ impl RtmpListener {
     }
 }
 
-fn serve(mut socket: TcpStream, deadline: Instant, publication: &mut Publication) {
+fn serve(
+    mut socket: TcpStream,
+    deadline: Instant,
+    rejection: Option<PublishRejection>,
+    publication: &mut Publication,
+) {
     let mut session = RtmpSession::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
@@ -159,7 +174,10 @@ fn serve(mut socket: TcpStream, deadline: Instant, publication: &mut Publication
             let mut answered = false;
             while let Some(event) = session.poll_event() {
                 if matches!(event, RtmpEvent::PublishRequested { .. }) {
-                    session.accept_publish();
+                    match rejection {
+                        None => session.accept_publish(),
+                        Some(why) => session.reject_publish(why),
+                    }
                     answered = true;
                 }
                 publication.events.push(event);

@@ -1,5 +1,6 @@
 //! Whole-session tests: a small sans-IO publishing client drives the session through the
-//! handshake, the command exchange and media, the way ffmpeg and OBS do.
+//! handshake, the command exchange and media, the way ffmpeg and OBS do; `rtmp2` does the same
+//! the way GStreamer's rtmp2sink does, and `captures` replays bytes real publishers sent.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -17,6 +18,9 @@ use super::amf0::{self, Amf0Value};
 use super::chunk::{ChunkReader, Message};
 use super::handshake::PACKET_LEN;
 use super::{PublishRejection, RtmpError, RtmpEvent, RtmpSession};
+
+mod captures;
+mod rtmp2;
 
 /// ffmpeg 5.1's AVC sequence header body for x264 1280x720 30 fps (see media's avc tests).
 const X264_720P_RECORD: &str = "0164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
@@ -875,70 +879,4 @@ fn chunk_header_bytes_of_a_type_3_start_use_the_previous_delta() {
         times.push(chunk.message.unwrap().timestamp);
     }
     assert_eq!(times, [10, 31, 52]);
-}
-
-/// The first 64 KiB ffmpeg 5.1 sent when publishing testsrc2 640x360 30 fps (libx264 -bf 2
-/// -g 30) + sine 48 kHz (aac, stereo) to rtmp://127.0.0.1:PORT/live/test; captured by
-/// tests/ffmpeg_publish.rs with CORECAST_RTMP_CAPTURE.
-const FFMPEG5_PUBLISH: &[u8] = include_bytes!("../../tests/data/ffmpeg5_rtmp_publish.bin");
-
-#[test]
-fn ffmpeg5_capture_replays_in_any_slicing() {
-    let mut rng = Prng(42);
-    // One byte at a time: the accept lands right after `publish`, as it did live.
-    let (reference, result) = feed_in_slices(FFMPEG5_PUBLISH, &mut rng, 1);
-    result.unwrap();
-    assert_eq!(
-        reference[0],
-        RtmpEvent::PublishRequested {
-            app: "live".into(),
-            stream_key: "test".into()
-        }
-    );
-    let video_config = reference.iter().find_map(|e| match e {
-        RtmpEvent::VideoConfig(config) => Some(config),
-        _ => None,
-    });
-    let video_config = video_config.unwrap();
-    assert_eq!((video_config.width, video_config.height), (640, 360));
-    assert_eq!(video_config.codec_string(), "avc1.64001e");
-    let audio_config = reference.iter().find_map(|e| match e {
-        RtmpEvent::AudioConfig(config) => Some(config),
-        _ => None,
-    });
-    let audio_config = audio_config.unwrap();
-    assert_eq!(
-        (audio_config.sample_rate, audio_config.channels),
-        (48_000, 2)
-    );
-    let video = media(&reference, Codec::H264);
-    let audio = media(&reference, Codec::Aac);
-    // The capture stops after 15 video and 22 audio frames.
-    assert_eq!((video.len(), audio.len()), (15, 22));
-    assert!(video[0].keyframe && video[0].dts == 0);
-    assert!(
-        video.iter().any(|u| u.pts != u.dts),
-        "no B-frames in the capture"
-    );
-    assert!(audio.windows(2).all(|w| w[1].pts - w[0].pts == 1024));
-
-    // Irregular slices give the same units, less those in the slice that carried `publish`.
-    for max_slice in [7, 100, 1500, 9000, 70_000] {
-        let (events, result) = feed_in_slices(FFMPEG5_PUBLISH, &mut rng, max_slice);
-        result.unwrap();
-        for codec in [Codec::H264, Codec::Aac] {
-            let expected = media(&reference, codec);
-            let got = media(&events, codec);
-            assert!(
-                expected.ends_with(&got),
-                "{max_slice}: {codec:?} units differ"
-            );
-            if max_slice <= 1500 {
-                assert!(
-                    got.len() >= expected.len() / 2,
-                    "{max_slice}: {codec:?} lost units"
-                );
-            }
-        }
-    }
 }
