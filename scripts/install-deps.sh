@@ -11,10 +11,19 @@ build_pkgs=(
   libx264-dev
 )
 test_pkgs=(
+  curl
   ffmpeg
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  chromium
 )
+# The browser tests (tests/browser) drive Chromium from Node.js. The machine image brings Node 20
+# from NodeSource (with its own npm); Debian's nodejs/npm would clash with it, so they are added
+# only where no `node` exists. Debian 12's Node is 18, older than playwright-core 1.65 accepts
+# (>= 20): the browser tests then fail with that message.
+if ! command -v node >/dev/null 2>&1; then
+  test_pkgs+=(nodejs npm)
+fi
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then
@@ -38,6 +47,12 @@ if ((${#missing[@]} > 0)); then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The pinned web players and playwright-core for tests/browser (package-lock.json).
+if [[ "${1:-}" == "--test" && ! -d "$(dirname "$0")/../tests/browser/node_modules" ]]; then
+  echo "install-deps: npm ci in tests/browser" >&2
+  (cd "$(dirname "$0")/../tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Debian 12's rustc (1.63) is too old for this workspace: use rustup's stable toolchain.

@@ -114,7 +114,8 @@ impl Engine {
         let mut workers = Vec::with_capacity(plan.delivery.len());
         let mut delivery_config = config.delivery.clone();
         for (index, core) in plan.delivery.iter().enumerate() {
-            let worker = DeliveryWorker::spawn(index, *core, delivery_config.clone(), store.clone())?;
+            let worker =
+                DeliveryWorker::spawn(index, *core, delivery_config.clone(), store.clone())?;
             // Later workers join the port the first one resolved (it may have been port 0).
             delivery_config.listen = worker.local_addr();
             workers.push(worker);

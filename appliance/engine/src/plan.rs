@@ -48,7 +48,7 @@ impl CorePlan {
         let at = |i: usize| cores.get(i).copied();
         let n = cores.len();
         let (control, ingest, package, transcode) = match n {
-            0 | 1 | 2 => (at(0), at(0), at(0), at(0)),
+            0..=2 => (at(0), at(0), at(0), at(0)),
             3 => (at(0), at(0), at(0), at(1)),
             _ => (at(0), at(0), at(1), at(1)),
         };

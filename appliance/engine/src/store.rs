@@ -347,11 +347,31 @@ mod tests {
         }
         let mut first = None;
         let mut second = None;
-        assert!(store.lookup_viewed("/live/a/index.m3u8", &mut first).is_some());
-        assert!(store.lookup_viewed("/live/a/missing.m4s", &mut second).is_none());
-        assert_eq!(store.viewers("a"), 2, "a 404 inside a live stream still counts");
-        assert!(store.lookup_viewed("/live/a/index.m3u8", &mut first).is_some());
-        assert_eq!(store.viewers("a"), 2, "a repeat request does not count twice");
+        assert!(
+            store
+                .lookup_viewed("/live/a/index.m3u8", &mut first)
+                .is_some()
+        );
+        assert!(
+            store
+                .lookup_viewed("/live/a/missing.m4s", &mut second)
+                .is_none()
+        );
+        assert_eq!(
+            store.viewers("a"),
+            2,
+            "a 404 inside a live stream still counts"
+        );
+        assert!(
+            store
+                .lookup_viewed("/live/a/index.m3u8", &mut first)
+                .is_some()
+        );
+        assert_eq!(
+            store.viewers("a"),
+            2,
+            "a repeat request does not count twice"
+        );
         store.lookup_viewed("/live/b/index.m3u8", &mut second);
         assert_eq!((store.viewers("a"), store.viewers("b")), (1, 1));
         store.lookup_viewed("/live/nope/index.m3u8", &mut second);
@@ -381,6 +401,10 @@ mod tests {
         assert_eq!(woken.load(Ordering::Relaxed), 1);
         assert!(store.generation() > g0);
         store.apply("s", vec![]);
-        assert_eq!(woken.load(Ordering::Relaxed), 1, "empty batch publishes nothing");
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            1,
+            "empty batch publishes nothing"
+        );
     }
 }

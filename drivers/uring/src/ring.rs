@@ -150,7 +150,8 @@ fn build_uring(config: &RingConfig) -> Result<(IoUring, Option<String>), UringEr
         }
         _ => {}
     }
-    let reason = format!("SINGLE_ISSUER|DEFER_TASKRUN|SUBMIT_ALL refused ({refused}); using plain setup");
+    let reason =
+        format!("SINGLE_ISSUER|DEFER_TASKRUN|SUBMIT_ALL refused ({refused}); using plain setup");
     let uring = IoUring::builder()
         .setup_cqsize(config.cq_entries)
         .build(config.sq_entries)
@@ -174,7 +175,9 @@ impl Ring {
             return Err(invalid("recv_buffers must be a power of two up to 32768"));
         }
         if config.files == 0 || config.recv_buffer_size == 0 || config.max_send_bytes == 0 {
-            return Err(invalid("files, recv_buffer_size and max_send_bytes must be > 0"));
+            return Err(invalid(
+                "files, recv_buffer_size and max_send_bytes must be > 0",
+            ));
         }
         let (uring, fallback_reason) = build_uring(config)?;
         if !uring.params().is_feature_ext_arg() {
@@ -212,12 +215,13 @@ impl Ring {
                 limit: crate::fd_limit(),
                 source,
             })?;
-        let pool = BufPool::new(config.recv_buffers, config.recv_buffer_size).map_err(|source| {
-            UringError::Setup {
-                what: "mapping the recv buffer pool",
-                source,
-            }
-        })?;
+        let pool =
+            BufPool::new(config.recv_buffers, config.recv_buffer_size).map_err(|source| {
+                UringError::Setup {
+                    what: "mapping the recv buffer pool",
+                    source,
+                }
+            })?;
         // SAFETY: the entry ring lives in `pool`, which the ring keeps (via `Rc`) at least until
         // its own drop has drained every recv op, and leaks rather than frees otherwise.
         unsafe {
@@ -336,10 +340,14 @@ impl Ring {
 
     /// Sets the body sent after the head (a view of the store's bytes: no copy).
     pub fn set_send_body(&mut self, slot: u32, body: Bytes) -> Result<(), UringError> {
-        let state = self.sends.states.get_mut(slot as usize).ok_or(UringError::SlotMisuse {
-            slot,
-            what: "outside the file table",
-        })?;
+        let state = self
+            .sends
+            .states
+            .get_mut(slot as usize)
+            .ok_or(UringError::SlotMisuse {
+                slot,
+                what: "outside the file table",
+            })?;
         if state.in_flight {
             return Err(UringError::SlotMisuse {
                 slot,
@@ -383,10 +391,14 @@ impl Ring {
     pub fn send(&mut self, slot: u32, token: Token, zero_copy: bool) -> Result<usize, UringError> {
         let max_send_bytes = self.max_send_bytes;
         let zero_copy = zero_copy && self.report.send_zc;
-        let state = self.sends.states.get_mut(slot as usize).ok_or(UringError::SlotMisuse {
-            slot,
-            what: "outside the file table",
-        })?;
+        let state = self
+            .sends
+            .states
+            .get_mut(slot as usize)
+            .ok_or(UringError::SlotMisuse {
+                slot,
+                what: "outside the file table",
+            })?;
         if state.in_flight {
             return Err(UringError::SlotMisuse {
                 slot,

@@ -96,8 +96,14 @@ fn accepts_receives_into_recycled_buffers_and_sends_head_plus_body() {
     assert_eq!(ring.send_pending(slot), 100_005);
     ring.send(slot, Token::new(OpKind::Send, slot, 7), false)
         .expect("send");
-    assert!(ring.send_head(slot).is_none(), "head is the kernel's while in flight");
-    assert!(ring.close_slot(slot, Token::new(OpKind::Close, slot, 7)).is_err());
+    assert!(
+        ring.send_head(slot).is_none(),
+        "head is the kernel's while in flight"
+    );
+    assert!(
+        ring.close_slot(slot, Token::new(OpKind::Close, slot, 7))
+            .is_err()
+    );
     ring.submit().expect("submit");
     let mut got = vec![0u8; 100_005];
     client.read_exact(&mut got).expect("read");

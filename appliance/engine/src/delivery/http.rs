@@ -89,7 +89,9 @@ pub fn parse_request(input: &[u8], max_head: usize) -> Result<Option<Request<'_>
         Some("OPTIONS") => Method::Options,
         _ => Method::Other,
     };
-    let target = parsed.path.ok_or(Rejection::BadRequest("no request target"))?;
+    let target = parsed
+        .path
+        .ok_or(Rejection::BadRequest("no request target"))?;
     let path = request_path(target, method)?;
 
     let mut close = false;
@@ -131,7 +133,9 @@ pub fn parse_request(input: &[u8], max_head: usize) -> Result<Option<Request<'_>
     }
     // RFC 9112 §3.2: a 1.1 request without exactly one Host is answered 400.
     if version == Version::Http11 && hosts != 1 {
-        return Err(Rejection::BadRequest("HTTP/1.1 request needs exactly one Host"));
+        return Err(Rejection::BadRequest(
+            "HTTP/1.1 request needs exactly one Host",
+        ));
     }
     let keep_alive = !has_body
         && !close
@@ -179,14 +183,27 @@ fn request_path(target: &str, method: Method) -> Result<&str, Rejection> {
     Ok(&path[..end])
 }
 
+/// Digits only; `None` for anything else or a value past `u64::MAX`.
 fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
+    if digits.is_empty() {
         return None;
     }
     digits.iter().try_fold(0u64, |acc, &d| {
-        d.is_ascii_digit()
-            .then(|| acc * 10 + u64::from(d - b'0'))
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
+}
+
+/// Like [`parse_decimal`], but a value past `u64::MAX` is `u64::MAX` (a last-byte position
+/// beyond any object just means "to the end").
+fn parse_decimal_saturating(digits: &[u8]) -> Option<u64> {
+    if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+        Some(parse_decimal(digits).unwrap_or(u64::MAX))
+    } else {
+        None
+    }
 }
 
 /// What the caller sends after the head it found in its buffer.
@@ -413,7 +430,13 @@ pub fn answer_rejection(rejection: Rejection, date: &[u8], out: &mut Vec<u8>) ->
 /// Writes a 408 for a client whose request head did not arrive in time; the connection closes.
 pub fn answer_timeout(date: &[u8], out: &mut Vec<u8>) -> Answer {
     status_line(out, 408, "Request Timeout");
-    text_body(out, date, "Connection: close\r\n", b"request timeout\n", true);
+    text_body(
+        out,
+        date,
+        "Connection: close\r\n",
+        b"request timeout\n",
+        true,
+    );
     Answer {
         status: 408,
         body: None,
@@ -464,7 +487,10 @@ pub fn byte_range(header: &[u8], len: u64) -> RangeOutcome {
     let Some(unit_end) = header.iter().position(|&b| b == b'=') else {
         return RangeOutcome::Full;
     };
-    if !header[..unit_end].trim_ascii().eq_ignore_ascii_case(b"bytes") {
+    if !header[..unit_end]
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"bytes")
+    {
         return RangeOutcome::Full;
     }
     let spec = header[unit_end + 1..].trim_ascii();
@@ -478,7 +504,7 @@ pub fn byte_range(header: &[u8], len: u64) -> RangeOutcome {
     let last = spec[dash + 1..].trim_ascii();
     match (first.is_empty(), last.is_empty()) {
         (true, true) => RangeOutcome::Full,
-        (true, false) => match parse_decimal(last) {
+        (true, false) => match parse_decimal_saturating(last) {
             None => RangeOutcome::Full,
             Some(0) => RangeOutcome::Unsatisfiable,
             Some(_) if len == 0 => RangeOutcome::Unsatisfiable,
@@ -494,7 +520,7 @@ pub fn byte_range(header: &[u8], len: u64) -> RangeOutcome {
             let last = if open_end {
                 u64::MAX
             } else {
-                match parse_decimal(last) {
+                match parse_decimal_saturating(last) {
                     Some(last) if last >= first => last,
                     _ => return RangeOutcome::Full,
                 }

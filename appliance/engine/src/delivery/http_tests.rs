@@ -40,17 +40,21 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn parses_get_with_query_and_keep_alive() {
-    let request = parse(b"GET /live/demo/index.m3u8?_HLS_msn=3 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let input = b"GET /live/demo/index.m3u8?_HLS_msn=3 HTTP/1.1\r\nHost: x\r\n\r\nGET";
+    let request = parse(input);
     assert_eq!(request.method, Method::Get);
     assert_eq!(request.path, "/live/demo/index.m3u8");
     assert_eq!(request.version, Version::Http11);
     assert!(request.keep_alive);
-    assert_eq!(request.head_len, 55);
+    assert_eq!(request.head_len, input.len() - 3);
 }
 
 #[test]
 fn partial_head_needs_more_and_oversize_is_431() {
-    assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", LIMIT), Ok(None));
+    assert_eq!(
+        parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", LIMIT),
+        Ok(None)
+    );
     assert_eq!(parse_request(b"", LIMIT), Ok(None));
     let mut long = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
     long.resize(LIMIT + 1, b'a');
@@ -92,7 +96,10 @@ fn malformed_heads_are_rejected() {
 fn absolute_form_and_options_star() {
     let request = parse(b"GET http://example.com/live/a/x.m4s?q HTTP/1.1\r\nHost: e\r\n\r\n");
     assert_eq!(request.path, "/live/a/x.m4s");
-    assert_eq!(parse(b"GET https://h HTTP/1.1\r\nHost: e\r\n\r\n").path, "/");
+    assert_eq!(
+        parse(b"GET https://h HTTP/1.1\r\nHost: e\r\n\r\n").path,
+        "/"
+    );
     assert_eq!(parse(b"OPTIONS * HTTP/1.1\r\nHost: e\r\n\r\n").path, "*");
 }
 
@@ -122,7 +129,10 @@ fn pipelined_requests_parse_one_at_a_time() {
 #[test]
 fn get_of_an_object() {
     let object = segment();
-    let (head, answer) = respond(b"GET /live/a/1.m4s HTTP/1.1\r\nHost: x\r\n\r\n", Some(&object));
+    let (head, answer) = respond(
+        b"GET /live/a/1.m4s HTTP/1.1\r\nHost: x\r\n\r\n",
+        Some(&object),
+    );
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.ends_with("\r\n\r\n"));
     assert_eq!(header(&head, "content-type"), Some("video/mp4"));
@@ -257,7 +267,13 @@ fn ranges() {
     assert_eq!((answer.status, answer.body), (416, None));
     assert_eq!(get("bytes=-0").1.status, 416);
     // Ignored: several ranges, another unit, nonsense.
-    for ignored in ["bytes=0-1,3-4", "items=0-1", "bytes=5-2", "bytes=x-", "bytes"] {
+    for ignored in [
+        "bytes=0-1,3-4",
+        "items=0-1",
+        "bytes=5-2",
+        "bytes=x-",
+        "bytes",
+    ] {
         assert_eq!(get(ignored).1.status, 200, "{ignored}");
     }
     // If-Range with another version: the whole object.
@@ -278,10 +294,17 @@ fn byte_range_edges() {
     assert_eq!(byte_range(b"bytes=0-0", 0), RangeOutcome::Unsatisfiable);
     assert_eq!(byte_range(b"bytes=-5", 0), RangeOutcome::Unsatisfiable);
     assert_eq!(
-        byte_range(b" Bytes = 0 - 18446744073709551615 ", 3),
+        byte_range(b" Bytes = 0 - 99999999999999999999 ", 3),
         RangeOutcome::Partial { first: 0, last: 2 }
     );
-    assert_eq!(byte_range(b"bytes=99999999999999999999-", 3), RangeOutcome::Full);
+    assert_eq!(
+        byte_range(b"bytes=99999999999999999999-", 3),
+        RangeOutcome::Full
+    );
+    assert_eq!(
+        byte_range(b"bytes=-99999999999999999999", 3),
+        RangeOutcome::Partial { first: 0, last: 2 }
+    );
 }
 
 #[test]
@@ -294,7 +317,10 @@ fn rejections_and_timeout_close() {
     assert!(head.ends_with("bad request\n"));
     assert!(answer.close);
     let mut out = Vec::new();
-    assert_eq!(answer_rejection(Rejection::HeadTooLarge, b"", &mut out).status, 431);
+    assert_eq!(
+        answer_rejection(Rejection::HeadTooLarge, b"", &mut out).status,
+        431
+    );
     assert!(out.starts_with(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"));
     assert!(!String::from_utf8_lossy(&out).contains("Date:"));
     let mut out = Vec::new();
@@ -305,8 +331,17 @@ fn rejections_and_timeout_close() {
 #[test]
 fn http_dates() {
     assert_eq!(&format_http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
-    assert_eq!(&format_http_date(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+    assert_eq!(
+        &format_http_date(784_111_777),
+        b"Sun, 06 Nov 1994 08:49:37 GMT"
+    );
     // 2000-02-29 (leap day of a century leap year) 23:59:59.
-    assert_eq!(&format_http_date(951_868_799), b"Tue, 29 Feb 2000 23:59:59 GMT");
-    assert_eq!(&format_http_date(1_798_761_600), b"Fri, 01 Jan 2027 00:00:00 GMT");
+    assert_eq!(
+        &format_http_date(951_868_799),
+        b"Tue, 29 Feb 2000 23:59:59 GMT"
+    );
+    assert_eq!(
+        &format_http_date(1_798_761_600),
+        b"Fri, 01 Jan 2027 00:00:00 GMT"
+    );
 }

@@ -173,11 +173,12 @@ impl DeliveryWorker {
         config: DeliveryConfig,
         store: Arc<SegmentStore>,
     ) -> Result<DeliveryWorker, DeliveryError> {
-        let listener = uring::listen_reuseport(config.listen, 4096)
-            .map_err(|source| DeliveryError::Uring {
+        let listener = uring::listen_reuseport(config.listen, 4096).map_err(|source| {
+            DeliveryError::Uring {
                 worker: index,
                 source,
-            })?;
+            }
+        })?;
         let local_addr = listener.local_addr().map_err(|source| DeliveryError::Io {
             worker: index,
             context: "reading the listener's address",
@@ -204,7 +205,11 @@ impl DeliveryWorker {
                 if let Some(core) = core
                     && !core_affinity::set_for_current(core)
                 {
-                    tracing::warn!(worker = index, core = core.id, "could not pin delivery thread");
+                    tracing::warn!(
+                        worker = index,
+                        core = core.id,
+                        "could not pin delivery thread"
+                    );
                 }
                 // The ring is made on this thread: SINGLE_ISSUER ties it to its creator.
                 match worker::Worker::new(shared, config, listener) {
