@@ -208,6 +208,7 @@ async function main() {
     currentTime: state.currentTime,
     advanced: state.advanced,
     played: state.played,
+    playedRanges: state.playedRanges,
     videoWidth: state.videoWidth,
     videoHeight: state.videoHeight,
     stalls: state.stalls,

@@ -149,7 +149,7 @@ impl Worker {
             addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
             slots = files,
             defer_taskrun = report.defer_taskrun,
-            send_zc = report.send_zc,
+            send_zc_supported = report.send_zc,
             "delivery worker ready"
         );
         let now = Instant::now();
