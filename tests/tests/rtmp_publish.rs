@@ -135,11 +135,18 @@ fn first_stream(path: &str, select: &str) -> serde_json::Value {
 fn assert_even_steps(packets: &[(i64, i64)], step: i64, slack: i64, what: &str) {
     for pair in packets.windows(2) {
         let delta = pair[1].0 - pair[0].0;
-        assert!((delta - step).abs() <= slack, "{what}: dts not contiguous at {pair:?}");
+        assert!(
+            (delta - step).abs() <= slack,
+            "{what}: dts not contiguous at {pair:?}"
+        );
     }
     let span = packets.last().expect("packets").0 - packets[0].0;
     let expected = step * (packets.len() as i64 - 1);
-    assert!((span - expected).abs() <= slack, "{what}: {span} ticks for {} packets", packets.len());
+    assert!(
+        (span - expected).abs() <= slack,
+        "{what}: {span} ticks for {} packets",
+        packets.len()
+    );
 }
 
 #[test]

@@ -218,7 +218,11 @@ impl ConfigFile {
 
         let m = &self.demo;
         let demo = if m.enabled {
-            if m.width < 16 || m.height < 16 || !m.width.is_multiple_of(2) || !m.height.is_multiple_of(2) {
+            if m.width < 16
+                || m.height < 16
+                || !m.width.is_multiple_of(2)
+                || !m.height.is_multiple_of(2)
+            {
                 return Err(invalid(format!(
                     "demo size {}x{}: width and height must be even and at least 16",
                     m.width, m.height
