@@ -19,8 +19,8 @@ test_pkgs=(
 )
 # The browser tests (tests/browser) drive Chromium from Node.js. The machine image brings Node 20
 # from NodeSource (with its own npm); Debian's nodejs/npm would clash with it, so they are added
-# only where no `node` exists. Debian 12's Node is 18, older than playwright-core 1.65 accepts
-# (>= 20): the browser tests then fail with that message.
+# only where no `node` exists. Debian 12's Node is 18: playwright-core is pinned at 1.61.1, the
+# last release that accepts it.
 if ! command -v node >/dev/null 2>&1; then
   test_pkgs+=(nodejs npm)
 fi

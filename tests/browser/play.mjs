@@ -13,7 +13,7 @@
 // not, 2 on a usage or launch error.
 
 import { createServer } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,7 +38,14 @@ const CHROMIUM_FLAGS = [
 // The player libraries, straight from node_modules (versions pinned in package.json).
 const PLAYERS = {
   hls: { script: 'hls.min.js', file: join(here, 'node_modules/hls.js/dist/hls.min.js') },
-  dash: { script: 'dash.all.min.js', file: join(here, 'node_modules/dashjs/dist/dash.all.min.js') },
+  // dash.js 5 moved its UMD build under dist/modern/umd; 4 has it at dist/.
+  dash: {
+    script: 'dash.all.min.js',
+    file: [
+      join(here, 'node_modules/dashjs/dist/modern/umd/dash.all.min.js'),
+      join(here, 'node_modules/dashjs/dist/dash.all.min.js'),
+    ].find((f) => existsSync(f)) ?? join(here, 'node_modules/dashjs/dist/dash.all.min.js'),
+  },
 };
 
 function usage(message) {

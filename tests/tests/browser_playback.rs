@@ -1,5 +1,6 @@
-//! Real web players in a real browser play corecast's live output: hls.js (HLS, CMAF) and
-//! dash.js (DASH) in headless Chromium play the demo stream, and hls.js plays an RTMP publish.
+//! Real web players in a real browser play corecast's live output: in headless Chromium, hls.js
+//! plays the demo stream's CMAF and TS playlists and dash.js its MPD, and hls.js plays an RTMP
+//! publish.
 //!
 //! The browser side is tests/browser/play.mjs (playwright-core driving Debian's
 //! /usr/bin/chromium); it serves its page from its own origin, so every request to corecast is
@@ -27,8 +28,9 @@ fn browser_dir() -> PathBuf {
 }
 
 /// Checks Chromium and Node.js, and installs the pinned players (`npm ci`) when
-/// tests/browser/node_modules is missing or holds other versions. Once per test binary, so
-/// tests running in parallel never run `npm ci` twice.
+/// tests/browser/node_modules is missing or holds other versions. Once per process, under a
+/// file lock, so tests running in parallel (threads, or nextest's processes) never run two
+/// `npm ci` at once in one directory.
 fn prepare_browser() {
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(|| {
@@ -50,10 +52,13 @@ fn prepare_browser() {
             .and_then(|m| m.parse().ok())
             .unwrap_or(0);
         assert!(
-            major >= 20,
-            "Node.js {} found; playwright-core 1.65 needs Node.js 20 or newer",
+            major >= 18,
+            "Node.js {} found; playwright-core 1.61 needs Node.js 18 or newer",
             version.trim()
         );
+        let lock_path = std::env::temp_dir().join("corecast-browser-npm-ci.lock");
+        let lock = std::fs::File::create(&lock_path).expect("create npm ci lock file");
+        lock.lock().expect("lock npm ci lock file");
         if !players_installed(&browser_dir()) {
             let out = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund"])
@@ -129,19 +134,30 @@ fn play(player: &str, url: &str) -> Playback {
     playback
 }
 
+/// Which of corecast's outputs a playback read, for what the player can report about it.
+#[derive(Clone, Copy, PartialEq)]
+enum Output {
+    /// `index.m3u8`: multivariant playlist, CMAF video and a separate audio rendition.
+    HlsCmaf,
+    /// `index.mpd`: one video and one audio AdaptationSet.
+    Dash,
+    /// `ts/index.m3u8`: one media playlist of MPEG-TS segments, audio muxed with video.
+    HlsTs,
+}
+
 /// Everything wrong with one playback of a 640x360 stream with audio; empty when it played.
-fn playback_problems(player: &str, playback: &Playback) -> Vec<String> {
+fn playback_problems(name: &str, output: Output, playback: &Playback) -> Vec<String> {
     let r = &playback.report;
     if r.is_null() {
         return vec![format!(
-            "{player}: play.mjs printed no report (exit {:?}): {}",
+            "{name}: play.mjs printed no report (exit {:?}): {}",
             playback.exit_code, playback.stderr
         )];
     }
     let mut problems = Vec::new();
     let mut check = |ok: bool, what: String| {
         if !ok {
-            problems.push(format!("{player}: {what}"));
+            problems.push(format!("{name}: {what}"));
         }
     };
     let advanced = playback.f64("advanced");
@@ -176,32 +192,35 @@ fn playback_problems(player: &str, playback: &Playback) -> Vec<String> {
         ),
     );
     // dash.js has no fatal flag on its error events: with our own server any one is a fault.
-    if player == "dash" {
+    if output == Output::Dash {
         check(
             playback.count("errors") == 0,
             format!("dash.js errors {}", r["errors"]),
         );
     }
-    let has_640x360 = r["levels"].as_array().is_some_and(|levels| {
-        levels
-            .iter()
-            .any(|l| l["width"] == 640 && l["height"] == 360)
-    });
-    check(has_640x360, format!("no 640x360 level in {}", r["levels"]));
-    check(
-        playback.count("audioTracks") >= 1,
-        format!("no audio track/adaptation set: {}", r["audioTracks"]),
-    );
-    if player == "dash" {
+    // A TS media playlist carries no RESOLUTION and no separate audio for the player to list.
+    if output != Output::HlsTs {
+        let has_640x360 = r["levels"].as_array().is_some_and(|levels| {
+            levels
+                .iter()
+                .any(|l| l["width"] == 640 && l["height"] == 360)
+        });
+        check(has_640x360, format!("no 640x360 level in {}", r["levels"]));
+        check(
+            playback.count("audioTracks") >= 1,
+            format!("no audio track/adaptation set: {}", r["audioTracks"]),
+        );
+        check(
+            r["fragments"]["audio"].as_u64().unwrap_or(0) >= 1,
+            format!("no audio segment buffered: {}", r["fragments"]),
+        );
+    }
+    if output == Output::Dash {
         check(
             playback.count("audioLevels") >= 1,
             format!("no audio representation: {}", r["audioLevels"]),
         );
     }
-    check(
-        r["fragments"]["audio"].as_u64().unwrap_or(0) >= 1,
-        format!("no audio segment buffered: {}", r["fragments"]),
-    );
     check(
         r["audioDecodedBytes"].as_u64().unwrap_or(0) > 0,
         "Chromium decoded no audio".to_owned(),
@@ -220,17 +239,29 @@ fn hls_js_and_dash_js_play_the_demo_stream_in_chromium() {
     );
     // Both players run one after the other on one server: two Chromiums at once would
     // compete with the encoder for this box's two cores.
-    let hls = play("hls", &server.url("/live/demo/index.m3u8"));
-    let dash = play("dash", &server.url("/live/demo/index.mpd"));
-    let mut problems = playback_problems("hls", &hls);
-    problems.extend(playback_problems("dash", &dash));
-    assert!(
-        problems.is_empty(),
-        "{}\nhls.js report: {}\ndash.js report: {}",
-        problems.join("\n"),
-        hls.report,
-        dash.report
-    );
+    let runs = [
+        (
+            "hls.js CMAF",
+            Output::HlsCmaf,
+            "hls",
+            "/live/demo/index.m3u8",
+        ),
+        ("dash.js", Output::Dash, "dash", "/live/demo/index.mpd"),
+        (
+            "hls.js TS",
+            Output::HlsTs,
+            "hls",
+            "/live/demo/ts/index.m3u8",
+        ),
+    ];
+    let mut problems = Vec::new();
+    let mut reports = String::new();
+    for (name, output, player, path) in runs {
+        let playback = play(player, &server.url(path));
+        problems.extend(playback_problems(name, output, &playback));
+        reports.push_str(&format!("\n{name} report: {}", playback.report));
+    }
+    assert!(problems.is_empty(), "{}{reports}", problems.join("\n"));
 }
 
 #[test]
@@ -244,7 +275,7 @@ fn hls_js_plays_an_rtmp_publish_in_chromium() {
         |t| MediaPlaylist::parse(t).segments.len() >= 2,
     );
     let hls = play("hls", &server.url("/live/cam/index.m3u8"));
-    let problems = playback_problems("hls", &hls);
+    let problems = playback_problems("hls.js CMAF", Output::HlsCmaf, &hls);
     let published = wait_child(&mut ffmpeg, Duration::from_secs(20));
     assert!(
         problems.is_empty(),
