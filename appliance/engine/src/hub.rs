@@ -362,7 +362,10 @@ impl StreamHub {
                     self.handle(command);
                     // Drain what else is queued before the bookkeeping below: one turn per unit
                     // would rebuild the status list far more often than anyone reads it.
-                    for command in self.commands.try_iter().take(4096).collect::<Vec<_>>() {
+                    for _ in 0..4096 {
+                        let Ok(command) = self.commands.try_recv() else {
+                            break;
+                        };
                         self.handle(command);
                     }
                 }
