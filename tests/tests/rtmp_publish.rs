@@ -378,6 +378,23 @@ fn rtmp_publish_is_served_as_hls_dash_and_ts() {
     assert_eq!(renditions[0]["width"], 640);
     assert_eq!(renditions[1]["codec"], "mp4a.40.2");
 
+    // --- delivery counters and Prometheus metrics on the control port
+    let delivery: serde_json::Value =
+        serde_json::from_slice(&server.api_get("/api/v1/delivery").body).expect("JSON");
+    assert!(delivery["workers"].as_array().is_some_and(|w| !w.is_empty()), "{delivery}");
+    assert!(delivery["total"]["requests"].as_u64().unwrap_or(0) > 20, "{delivery}");
+    assert!(delivery["total"]["bytes_sent"].as_u64().unwrap_or(0) > 1_000_000, "{delivery}");
+    let metrics = server.api_get("/metrics");
+    assert_eq!(metrics.status, 200);
+    let metrics = metrics.text();
+    for needle in [
+        "corecast_stream_live{stream=\"cam\"} 0",
+        "# TYPE corecast_delivery_requests_total counter",
+        "corecast_delivery_connections{worker=\"0\"}",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing in:\n{metrics}");
+    }
+
     // --- unknown things are 404
     assert_eq!(server.get("/live/nope/index.m3u8").status, 404);
     assert_eq!(server.get("/live/cam/source/999999.m4s").status, 404);

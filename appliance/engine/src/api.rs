@@ -1,7 +1,9 @@
 //! The control API on its own port: JSON over HTTP with axum on the control core's
-//! current-thread runtime. `GET /api/v1/streams` and `GET /api/v1/streams/{name}` for now;
-//! the shape of each stream object is the one later versions extend.
+//! current-thread runtime. `GET /api/v1/streams`, `GET /api/v1/streams/{name}`,
+//! `GET /api/v1/delivery` (per-worker counters) and `GET /metrics` (Prometheus text format);
+//! the shape of each object is the one later versions extend. docs/api.md lists every field.
 
+use std::fmt::Write as _;
 use std::net::TcpListener as StdTcpListener;
 use std::sync::Arc;
 
@@ -13,13 +15,23 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
+use crate::delivery::{DeliveryStats, DeliveryStatsSnapshot};
 use crate::hub::{HubHandle, StreamStatus};
 use crate::store::SegmentStore;
+
+/// One delivery worker as the API sees it: its counters, shared with the worker thread.
+#[derive(Clone, Debug)]
+pub struct WorkerStats {
+    pub index: usize,
+    pub core: Option<usize>,
+    pub stats: Arc<DeliveryStats>,
+}
 
 #[derive(Clone)]
 struct ApiState {
     hub: HubHandle,
     store: Arc<SegmentStore>,
+    workers: Arc<Vec<WorkerStats>>,
 }
 
 /// A stream as the API lists it: the hub's status plus delivery's viewer count.
@@ -84,6 +96,185 @@ async fn one_stream(State(state): State<ApiState>, Path(name): Path<String>) -> 
     }
 }
 
+#[derive(Debug, Serialize)]
+struct WorkerView {
+    index: usize,
+    core: Option<usize>,
+    #[serde(flatten)]
+    counters: DeliveryStatsSnapshot,
+}
+
+#[derive(Debug, Serialize)]
+struct DeliveryView {
+    workers: Vec<WorkerView>,
+    total: DeliveryStatsSnapshot,
+}
+
+async fn delivery(State(state): State<ApiState>) -> Json<DeliveryView> {
+    let workers: Vec<WorkerView> = state
+        .workers
+        .iter()
+        .map(|w| WorkerView {
+            index: w.index,
+            core: w.core,
+            counters: w.stats.snapshot(),
+        })
+        .collect();
+    let total = workers
+        .iter()
+        .fold(DeliveryStatsSnapshot::default(), |sum, w| sum + w.counters);
+    Json(DeliveryView { workers, total })
+}
+
+/// Prometheus text exposition format 0.0.4: a handful of gauges and counters, written
+/// directly (a metrics registry crate would add more than it saves at this size).
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let text = render_metrics(
+        &state.hub.status(),
+        &state.store,
+        &state.workers,
+        state.hub.dropped_units(),
+    );
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+/// A per-worker delivery metric: name, type, help text and how to read it from a snapshot.
+type WorkerMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&DeliveryStatsSnapshot) -> u64,
+);
+
+fn render_metrics(
+    streams: &[StreamStatus],
+    store: &SegmentStore,
+    workers: &[WorkerStats],
+    dropped_units: u64,
+) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    family(
+        "corecast_stream_live",
+        "gauge",
+        "1 while the stream has a publisher",
+    );
+    family(
+        "corecast_stream_viewers",
+        "gauge",
+        "Playback connections whose latest request was for the stream",
+    );
+    family(
+        "corecast_stream_input_kbps",
+        "gauge",
+        "Media payload bitrate received",
+    );
+    for s in streams {
+        let live = u8::from(s.state == "live");
+        let _ = writeln!(out, "corecast_stream_live{{stream=\"{}\"}} {live}", s.name);
+        let _ = writeln!(
+            out,
+            "corecast_stream_viewers{{stream=\"{}\"}} {}",
+            s.name,
+            store.viewers(&s.name)
+        );
+        let _ = writeln!(
+            out,
+            "corecast_stream_input_kbps{{stream=\"{}\"}} {}",
+            s.name, s.input_kbps
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP corecast_hub_dropped_units_total Access units dropped because the hub's queue was full\n# TYPE corecast_hub_dropped_units_total counter\ncorecast_hub_dropped_units_total {dropped_units}"
+    );
+    let counters: [WorkerMetric; 11] = [
+        (
+            "corecast_delivery_connections",
+            "gauge",
+            "Open playback connections",
+            |c| c.connections,
+        ),
+        (
+            "corecast_delivery_accepted_total",
+            "counter",
+            "Connections accepted",
+            |c| c.accepted,
+        ),
+        (
+            "corecast_delivery_requests_total",
+            "counter",
+            "HTTP requests answered",
+            |c| c.requests,
+        ),
+        (
+            "corecast_delivery_bad_requests_total",
+            "counter",
+            "Requests refused with 400 or 431",
+            |c| c.bad_requests,
+        ),
+        (
+            "corecast_delivery_bytes_sent_total",
+            "counter",
+            "Bytes sent to viewers",
+            |c| c.bytes_sent,
+        ),
+        (
+            "corecast_delivery_sends_total",
+            "counter",
+            "Send operations",
+            |c| c.sends,
+        ),
+        (
+            "corecast_delivery_short_sends_total",
+            "counter",
+            "Sends the kernel took only part of",
+            |c| c.short_sends,
+        ),
+        (
+            "corecast_delivery_enobufs_total",
+            "counter",
+            "Receives that found the buffer ring empty",
+            |c| c.enobufs,
+        ),
+        (
+            "corecast_delivery_table_full_total",
+            "counter",
+            "Connections refused because the descriptor table was full",
+            |c| c.enfile,
+        ),
+        (
+            "corecast_delivery_accept_errors_total",
+            "counter",
+            "Other accept failures",
+            |c| c.accept_errors,
+        ),
+        (
+            "corecast_delivery_timeouts_total",
+            "counter",
+            "Connections closed by idle, header or send timeouts",
+            |c| c.idle_timeouts + c.header_timeouts + c.send_timeouts,
+        ),
+    ];
+    let snapshots: Vec<(usize, DeliveryStatsSnapshot)> = workers
+        .iter()
+        .map(|w| (w.index, w.stats.snapshot()))
+        .collect();
+    for (name, kind, help, read) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (index, snapshot) in &snapshots {
+            let _ = writeln!(out, "{name}{{worker=\"{index}\"}} {}", read(snapshot));
+        }
+    }
+    out
+}
+
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -94,12 +285,18 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-fn router(hub: HubHandle, store: Arc<SegmentStore>) -> Router {
+fn router(hub: HubHandle, store: Arc<SegmentStore>, workers: Vec<WorkerStats>) -> Router {
     Router::new()
         .route("/api/v1/streams", get(list_streams))
         .route("/api/v1/streams/{name}", get(one_stream))
+        .route("/api/v1/delivery", get(delivery))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
-        .with_state(ApiState { hub, store })
+        .with_state(ApiState {
+            hub,
+            store,
+            workers: Arc::new(workers),
+        })
 }
 
 /// Binds the control port (so a bind error surfaces before any thread starts).
@@ -114,6 +311,7 @@ pub fn run(
     listener: StdTcpListener,
     hub: HubHandle,
     store: Arc<SegmentStore>,
+    workers: Vec<WorkerStats>,
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -121,6 +319,6 @@ pub fn run(
         .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, router(hub, store)).await
+        axum::serve(listener, router(hub, store, workers)).await
     })
 }

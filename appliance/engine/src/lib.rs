@@ -140,9 +140,18 @@ impl Engine {
         );
         let api_hub = hub.clone();
         let api_store = store.clone();
+        let worker_stats: Vec<api::WorkerStats> = workers
+            .iter()
+            .zip(&plan.delivery)
+            .map(|(w, core)| api::WorkerStats {
+                index: w.index(),
+                core: core.map(|c| c.id),
+                stats: w.stats(),
+            })
+            .collect();
         threads.push(
             plan.spawn(Role::Control, "cc-control", move || {
-                if let Err(e) = api::run(api_listener, api_hub, api_store) {
+                if let Err(e) = api::run(api_listener, api_hub, api_store, worker_stats) {
                     tracing::error!(error = %e, "control API stopped");
                 }
             })

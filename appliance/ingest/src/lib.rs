@@ -1,5 +1,7 @@
-//! corecast ingest: sans-IO publisher sessions. Each session takes bytes and a time and returns
-//! bytes to send and events; the engine owns the sockets.
+//! corecast ingest: sans-IO publisher sessions (RTMP) and demuxers (MPEG-TS). Each takes bytes
+//! (and a time, where it has timers) and returns bytes to send and events; the engine owns the
+//! sockets.
 #![forbid(unsafe_code)]
 
 pub mod rtmp;
+pub mod ts;

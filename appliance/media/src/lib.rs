@@ -11,12 +11,14 @@
 
 pub mod aac;
 pub mod avc;
+pub mod crc;
 pub mod encode;
 
 use bytes::Bytes;
 
 pub use aac::AacConfig;
 pub use avc::AvcConfig;
+pub use crc::crc32_mpeg2;
 
 /// The clock of every video track: 90 kHz, as in MPEG-TS and RTP.
 pub const VIDEO_TIMESCALE: u32 = 90_000;

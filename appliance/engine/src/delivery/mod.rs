@@ -128,6 +128,31 @@ pub struct DeliveryStatsSnapshot {
     pub send_timeouts: u64,
 }
 
+/// Sums the counters of several workers (the API's totals).
+impl std::ops::Add for DeliveryStatsSnapshot {
+    type Output = DeliveryStatsSnapshot;
+
+    fn add(self, o: DeliveryStatsSnapshot) -> DeliveryStatsSnapshot {
+        DeliveryStatsSnapshot {
+            connections: self.connections + o.connections,
+            accepted: self.accepted + o.accepted,
+            requests: self.requests + o.requests,
+            bad_requests: self.bad_requests + o.bad_requests,
+            bytes_sent: self.bytes_sent + o.bytes_sent,
+            sends: self.sends + o.sends,
+            short_sends: self.short_sends + o.short_sends,
+            zc_sends: self.zc_sends + o.zc_sends,
+            zc_copied: self.zc_copied + o.zc_copied,
+            enobufs: self.enobufs + o.enobufs,
+            enfile: self.enfile + o.enfile,
+            accept_errors: self.accept_errors + o.accept_errors,
+            idle_timeouts: self.idle_timeouts + o.idle_timeouts,
+            header_timeouts: self.header_timeouts + o.header_timeouts,
+            send_timeouts: self.send_timeouts + o.send_timeouts,
+        }
+    }
+}
+
 impl DeliveryStats {
     pub fn snapshot(&self) -> DeliveryStatsSnapshot {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);

@@ -160,30 +160,5 @@ pub(crate) fn write_section(
     out.resize(start + PACKET_SIZE, 0xff);
 }
 
-/// CRC-32/MPEG-2 (Annex A): polynomial 0x04c11db7, initial value 0xffffffff, no reflection,
-/// no final xor. A section followed by its CRC checks to 0.
-pub fn crc32_mpeg2(data: &[u8]) -> u32 {
-    data.iter().fold(0xffff_ffff, |crc, &byte| {
-        (crc << 8) ^ CRC_TABLE[usize::from((crc >> 24) as u8 ^ byte)]
-    })
-}
-
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut index = 0;
-    while index < 256 {
-        let mut crc = (index as u32) << 24;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04c1_1db7
-            } else {
-                crc << 1
-            };
-            bit += 1;
-        }
-        table[index] = crc;
-        index += 1;
-    }
-    table
-};
+/// Lives in `media` now, beside the demuxer's users of it; re-exported for the muxer's API.
+pub use media::crc::crc32_mpeg2;
