@@ -1,10 +1,19 @@
 //! corecast transcode: the encode graph over the codec drivers, and the built-in demo source.
 //!
-//! Today it holds the demo source ([`DemoSource`]); the decode → scale → encode ladder comes
-//! next. Like the protocol crates it reads no clock: media time and wall time come in as
-//! arguments. Codec work happens in drivers/ (x264, libav), the only place with `unsafe`.
+//! - [`Ladder`]: one source H.264 stream decoded once, scaled per rung and encoded with x264,
+//!   every rung with IDRs at exactly the pts where the packager cuts the source rendition
+//!   ([`SegmentClock`]). Not wired into the engine yet; see docs/transcode.md.
+//! - [`DemoSource`]: the built-in synthetic stream (docs/demo.md).
+//!
+//! Like the protocol crates it reads no clock: media time and wall time come in as arguments.
+//! Codec work happens in drivers/ (x264, libav), the only place with `unsafe`.
 #![forbid(unsafe_code)]
 
 pub mod demo;
+pub mod ladder;
 
 pub use demo::{DemoConfig, DemoError, DemoSource};
+pub use ladder::{
+    Ladder, LadderConfig, LadderError, LadderStats, RungConfig, RungId, RungInfo, RungStats,
+    SegmentClock, UnitPlace, rung_size,
+};

@@ -1,21 +1,30 @@
 //! FFmpeg driver: codec work done through FFmpeg's libraries (`ffmpeg-next` over Debian's
 //! FFmpeg 5.1), behind the traits of [`media::encode`].
 //!
-//! Today it holds one thing: [`AacEncoder`], AAC-LC (ISO/IEC 14496-3) with FFmpeg's native `aac`
-//! encoder, used by the demo source and, later, the audio rung of the ladder. Decoding and
-//! scaling (H.264/HEVC in, swscale) come with the transcode ladder.
+//! - [`AacEncoder`]: AAC-LC (ISO/IEC 14496-3) with FFmpeg's native `aac` encoder, used by the
+//!   demo source and, later, the audio rung of the ladder.
+//! - [`H264Decoder`]: H.264 (ITU-T H.264) with libavcodec's native decoder, fed our
+//!   length-prefixed access units; the first stage of the transcode ladder.
+//! - [`Scaler`]: libswscale resampling of I420 pictures into reusable [`I420Picture`]s, one per
+//!   rung size.
 //!
 //! Logging: FFmpeg writes its own log lines to stderr. The first encoder opened lowers FFmpeg's
 //! process-wide level to warnings ([`quiet_logging`]), which hides the native AAC encoder's
 //! `Qavg:` info line on close but keeps every warning and error visible.
 
 mod aac;
+mod decode;
+mod scale;
 
 pub use aac::{AacEncoder, AacSettings};
+pub use decode::{
+    DecodeStats, H264Decoder, H264DecoderSettings, MAX_DECODE_THREADS, check_length_prefixed,
+};
+pub use scale::{I420Picture, ScaleFilter, Scaler};
 
 use std::sync::Once;
 
-use media::MediaError;
+use media::{Codec, MediaError};
 
 /// Errors from the FFmpeg driver; each names the FFmpeg call or the input that was wrong.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +52,26 @@ pub enum LibavError {
     },
     #[error("encoder extradata is not a usable AudioSpecificConfig: {0}")]
     Config(#[from] MediaError),
-    #[error("audio submitted after flush")]
+    #[error("input submitted after flush")]
     SubmitAfterFlush,
+    #[error("FFmpeg has no {0} decoder")]
+    DecoderNotFound(&'static str),
+    #[error("expected an {expected} unit, got {got:?}")]
+    WrongCodec { expected: &'static str, got: Codec },
+    /// One unit could not be decoded; it was dropped and counted, the decoder carries on.
+    /// `pts` is -1 when frame threading reported the failure without naming its unit.
+    #[error("corrupt unit at pts {pts}: {reason}")]
+    CorruptUnit { pts: i64, reason: String },
+    #[error("decoded pictures are {0}, only 8-bit 4:2:0 is supported")]
+    UnsupportedPixelFormat(String),
+    #[error("{what} is {}x{}, expected {}x{}", got.0, got.1, expected.0, expected.1)]
+    FrameSize {
+        what: &'static str,
+        expected: (u32, u32),
+        got: (u32, u32),
+    },
+    #[error("plane {plane} of the picture is shorter than its rows at its stride")]
+    PlaneTooSmall { plane: usize },
 }
 
 /// Sets FFmpeg's process-wide log level to warnings, once. Called by every encoder constructor;

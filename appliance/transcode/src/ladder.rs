@@ -1,0 +1,504 @@
+//! The transcode ladder of one stream: decode the source once, scale it per rung, encode each
+//! rung with x264, with an IDR in every rung at exactly the pts where the packager cuts the
+//! source (passthrough) rendition. docs/transcode.md explains the rules and the numbers.
+//!
+//! Run-loop contract (sans-IO: the ladder reads no clock; `now` is any monotonic time the
+//! caller keeps, used only for the encode-rate figures):
+//! 1. [`Ladder::handle_unit`] with each source video unit, in decode order. It decodes, places
+//!    the unit on the segment timeline ([`SegmentClock`]) and queues a scaled picture per rung.
+//! 2. [`Ladder::encode_step`] encodes one queued picture (of the rung furthest behind) and
+//!    returns whether there was one. A worker with time to spare calls it until `false`; one
+//!    that is short of time calls it less, and a rung whose queue fills up drops frames by the
+//!    policy in [`queue`] (never a segment's first frame).
+//! 3. [`Ladder::poll_output`] until `None`: encoded units of every rung, each rung's in decode
+//!    order.
+//! 4. At the end, [`Ladder::finish`], then steps 2 and 3 until both are exhausted.
+//!
+//! Broken input: a unit the decoder refuses is skipped and counted ([`LadderStats`]); the rungs
+//! go on with the next picture. If a segment's first unit is lost that way, the next picture
+//! that comes out takes its IDR (counted as `misaligned_boundaries`).
+//!
+//! Not done here: engine wiring, rebuilding on a resolution change mid-stream (it is an error
+//! today), HEVC input, AV1 and NVENC rungs, audio.
+
+pub mod config;
+pub mod queue;
+pub mod segment_clock;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use libav::{H264Decoder, H264DecoderSettings, I420Picture, LibavError, Scaler};
+use media::encode::{RawVideoFrame, VideoEncoder};
+use media::{AccessUnit, AvcConfig, Codec, VIDEO_TIMESCALE, rescale};
+use x264::{X264Encoder, X264Error, X264Settings};
+
+pub use config::{LadderConfig, RungConfig, rung_size};
+pub use queue::{FrameQueue, Reservation};
+pub use segment_clock::{SegmentClock, UnitPlace};
+
+/// Errors of the ladder. A corrupt source unit is not one of them: it is skipped and counted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LadderError {
+    #[error("ladder setting {setting}: {reason}")]
+    Config {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error("ladder source: {0}")]
+    Decoder(#[source] LibavError),
+    #[error("rung {rung}: scaler: {source}")]
+    Scaler { rung: String, source: LibavError },
+    #[error("rung {rung}: x264: {source}")]
+    Encoder { rung: String, source: X264Error },
+    #[error("the ladder takes H.264 video units, got {0:?}")]
+    WrongCodec(Codec),
+    #[error("source picture is {}x{}, the ladder was built for {}x{}", got.0, got.1, expected.0, expected.1)]
+    SourceSizeChanged {
+        expected: (u32, u32),
+        got: (u32, u32),
+    },
+    #[error("rung {rung}: x264 did not make pts {pts} the IDR it was asked for")]
+    IdrNotHonoured { rung: String, pts: i64 },
+}
+
+/// Index of a rung among the ladder's rungs (skipped rungs have none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RungId(pub usize);
+
+/// What a rung is, once built.
+#[derive(Clone, Copy, Debug)]
+pub struct RungInfo<'a> {
+    pub id: RungId,
+    pub config: &'a RungConfig,
+    pub width: u32,
+    pub height: u32,
+    /// The rung's parameter sets, for its init segment and CODECS string.
+    pub avc: &'a AvcConfig,
+}
+
+/// Counters of the source side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LadderStats {
+    pub source_units: u64,
+    /// Units before the first keyframe (the packager drops them too).
+    pub skipped_before_keyframe: u64,
+    /// Units the decoder refused (skipped).
+    pub corrupt_units: u64,
+    /// Pictures the decoder patched up (still encoded).
+    pub concealed_frames: u64,
+    pub decoded_frames: u64,
+    /// Segment starts found by the [`SegmentClock`].
+    pub segment_starts: u64,
+    /// Segment starts whose picture never came out of the decoder; the next one took the IDR.
+    pub misaligned_boundaries: u64,
+}
+
+/// Encoder progress of one rung.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RungStats {
+    pub encoded_frames: u64,
+    /// Frames dropped because the rung's queue was full.
+    pub dropped_frames: u64,
+    /// Frames scaled and waiting for the encoder: how far behind the rung is.
+    pub queued_frames: usize,
+    /// Media time (90 kHz) between the newest decoded picture and the oldest one still queued.
+    pub lag_ticks: i64,
+    /// Pictures encoded per second of the caller's `now`, over the last full second.
+    pub encoded_fps: f64,
+}
+
+struct Rung {
+    config: RungConfig,
+    size: (u32, u32),
+    scaler: Scaler,
+    encoder: X264Encoder,
+    queue: FrameQueue<I420Picture>,
+    /// pts of pictures submitted as IDRs whose units have not come out yet.
+    forced: VecDeque<i64>,
+    encoded_frames: u64,
+    flushed: bool,
+    rate_window: Option<(Duration, u32)>,
+    encoded_fps: f64,
+}
+
+/// See the module docs.
+pub struct Ladder {
+    config: LadderConfig,
+    source_size: (u32, u32),
+    decoder: H264Decoder,
+    clock: SegmentClock,
+    /// Input pts of segment starts whose picture has not come out of the decoder yet.
+    boundaries: VecDeque<i64>,
+    rungs: Vec<Rung>,
+    outputs: VecDeque<(RungId, AccessUnit)>,
+    stats: LadderStats,
+    newest_pts: Option<i64>,
+    finishing: bool,
+}
+
+impl std::fmt::Debug for Ladder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rungs: Vec<(&str, (u32, u32))> = self
+            .rungs
+            .iter()
+            .map(|r| (r.config.name.as_str(), r.size))
+            .collect();
+        f.debug_struct("Ladder")
+            .field("source_size", &self.source_size)
+            .field("rungs", &rungs)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ladder {
+    /// Builds the ladder for a source with these parameter sets: one decoder, and a scaler,
+    /// an x264 encoder and a queue for every rung not taller than the source.
+    pub fn new(config: LadderConfig, source: &AvcConfig) -> Result<Self, LadderError> {
+        config.check()?;
+        let source_size = (source.width, source.height);
+        let decoder = H264Decoder::new(
+            source,
+            H264DecoderSettings {
+                threads: config.decoder_threads,
+            },
+        )
+        .map_err(LadderError::Decoder)?;
+        let (fps_num, fps_den) = source.frame_rate.unwrap_or(config.fallback_fps);
+        let mut rungs = Vec::new();
+        for rung in &config.rungs {
+            let Some(size) = rung_size(source_size, rung.height) else {
+                continue;
+            };
+            let scaler_error = |source| LadderError::Scaler {
+                rung: rung.name.clone(),
+                source,
+            };
+            let scaler =
+                Scaler::new(source_size, size, config.scale_filter).map_err(scaler_error)?;
+            let slots = (0..config.queue_frames)
+                .map(|_| I420Picture::new(size.0, size.1))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(scaler_error)?;
+            let encoder = X264Encoder::new(X264Settings {
+                width: size.0,
+                height: size.1,
+                fps_num,
+                fps_den,
+                bitrate_kbps: rung.bitrate_kbps,
+                vbv_max_kbps: rung.maxrate_kbps,
+                vbv_buffer_kbits: rung.vbv_buffer_kbits,
+                preset: rung.preset,
+                zerolatency: config.zerolatency,
+                profile: rung.profile,
+                keyint_max: None,
+                threads: config.encoder_threads,
+            })
+            .map_err(|source| LadderError::Encoder {
+                rung: rung.name.clone(),
+                source,
+            })?;
+            rungs.push(Rung {
+                config: rung.clone(),
+                size,
+                scaler,
+                encoder,
+                queue: FrameQueue::new(slots),
+                forced: VecDeque::new(),
+                encoded_frames: 0,
+                flushed: false,
+                rate_window: None,
+                encoded_fps: 0.0,
+            });
+        }
+        let target = rescale(
+            i64::try_from(config.segment_target.as_millis()).unwrap_or(i64::MAX / 90),
+            1000,
+            VIDEO_TIMESCALE,
+        );
+        Ok(Ladder {
+            clock: SegmentClock::new(target),
+            config,
+            source_size,
+            decoder,
+            boundaries: VecDeque::new(),
+            rungs,
+            outputs: VecDeque::new(),
+            stats: LadderStats::default(),
+            newest_pts: None,
+            finishing: false,
+        })
+    }
+
+    pub fn config(&self) -> &LadderConfig {
+        &self.config
+    }
+
+    /// The rungs that were built (those not taller than the source), in config order.
+    pub fn rungs(&self) -> impl Iterator<Item = RungInfo<'_>> {
+        self.rungs.iter().enumerate().map(|(index, rung)| RungInfo {
+            id: RungId(index),
+            config: &rung.config,
+            width: rung.size.0,
+            height: rung.size.1,
+            avc: rung.encoder.avc_config(),
+        })
+    }
+
+    pub fn stats(&self) -> LadderStats {
+        self.stats
+    }
+
+    /// Progress of one rung (`None` for an id the ladder does not have).
+    pub fn rung_stats(&self, id: RungId) -> Option<RungStats> {
+        let rung = self.rungs.get(id.0)?;
+        let lag_ticks = match (self.newest_pts, rung.queue.front()) {
+            (Some(newest), Some(oldest)) => newest - oldest.slot.pts(),
+            _ => 0,
+        };
+        Some(RungStats {
+            encoded_frames: rung.encoded_frames,
+            dropped_frames: rung.queue.dropped(),
+            queued_frames: rung.queue.len(),
+            lag_ticks,
+            encoded_fps: rung.encoded_fps,
+        })
+    }
+
+    /// Takes one source video unit (decode order): decodes it and queues a scaled picture per
+    /// rung for every picture the decoder returns.
+    pub fn handle_unit(&mut self, unit: &AccessUnit) -> Result<(), LadderError> {
+        if unit.codec != Codec::H264 {
+            return Err(LadderError::WrongCodec(unit.codec));
+        }
+        self.stats.source_units += 1;
+        match self.clock.place(unit.pts, unit.dts, unit.keyframe) {
+            UnitPlace::BeforeFirstKeyframe => {
+                self.stats.skipped_before_keyframe += 1;
+                return Ok(());
+            }
+            UnitPlace::StartsSegment { pts, .. } => {
+                self.stats.segment_starts += 1;
+                // Segment starts come in increasing pts; keep the list sorted regardless.
+                let at = self.boundaries.partition_point(|&b| b < pts);
+                self.boundaries.insert(at, pts);
+            }
+            UnitPlace::InSegment => {}
+        }
+        match self.decoder.submit(unit) {
+            Ok(()) => {}
+            Err(LibavError::CorruptUnit { .. }) => {}
+            Err(other) => return Err(LadderError::Decoder(other)),
+        }
+        self.drain_decoder()
+    }
+
+    /// No more source units: the decoder gives up the pictures it holds, and later
+    /// [`Self::encode_step`] calls flush the encoders once their queues are empty.
+    pub fn finish(&mut self) -> Result<(), LadderError> {
+        if self.finishing {
+            return Ok(());
+        }
+        self.finishing = true;
+        self.decoder.flush().map_err(LadderError::Decoder)?;
+        self.drain_decoder()
+    }
+
+    /// Encodes one queued picture, of the rung furthest behind. Returns false when there
+    /// was nothing to do. After [`Self::finish`], the last step of each rung flushes its encoder.
+    pub fn encode_step(&mut self, now: Duration) -> Result<bool, LadderError> {
+        // The rung furthest behind in media time (oldest queued picture) goes first, so rungs
+        // that share too little time fall behind evenly instead of one starving.
+        let busiest = self
+            .rungs
+            .iter()
+            .enumerate()
+            .filter_map(|(index, rung)| {
+                let front = rung.queue.front()?;
+                Some((front.slot.pts(), std::cmp::Reverse(rung.queue.len()), index))
+            })
+            .min()
+            .map(|(_, _, index)| index);
+        if let Some(index) = busiest {
+            encode_one(
+                &mut self.rungs[index],
+                RungId(index),
+                Some(now),
+                &mut self.outputs,
+            )?;
+            return Ok(true);
+        }
+        if !self.finishing {
+            return Ok(false);
+        }
+        let Some(index) = self.rungs.iter().position(|rung| !rung.flushed) else {
+            return Ok(false);
+        };
+        let rung = &mut self.rungs[index];
+        rung.flushed = true;
+        rung.encoder
+            .flush()
+            .map_err(|source| LadderError::Encoder {
+                rung: rung.config.name.clone(),
+                source,
+            })?;
+        drain_encoder(rung, RungId(index), &mut self.outputs)?;
+        Ok(true)
+    }
+
+    /// The next encoded unit of any rung.
+    pub fn poll_output(&mut self) -> Option<(RungId, AccessUnit)> {
+        self.outputs.pop_front()
+    }
+
+    fn drain_decoder(&mut self) -> Result<(), LadderError> {
+        let Ladder {
+            decoder,
+            rungs,
+            boundaries,
+            stats,
+            newest_pts,
+            outputs,
+            source_size,
+            finishing,
+            ..
+        } = self;
+        loop {
+            let frame = match decoder.poll_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(LibavError::CorruptUnit { .. }) => continue,
+                Err(other) => return Err(LadderError::Decoder(other)),
+            };
+            if (frame.width, frame.height) != *source_size {
+                return Err(LadderError::SourceSizeChanged {
+                    expected: *source_size,
+                    got: (frame.width, frame.height),
+                });
+            }
+            stats.decoded_frames += 1;
+            let mut starts_segment = false;
+            while let Some(&boundary) = boundaries.front() {
+                if boundary > frame.pts {
+                    break;
+                }
+                if boundary < frame.pts {
+                    // That segment's first picture never came out: this one takes its IDR.
+                    stats.misaligned_boundaries += 1;
+                }
+                starts_segment = true;
+                boundaries.pop_front();
+            }
+            *newest_pts = Some(newest_pts.map_or(frame.pts, |n| n.max(frame.pts)));
+            for (index, rung) in rungs.iter_mut().enumerate() {
+                if *finishing && rung.queue.is_full() {
+                    // The end of the stream is not a reason to lose frames: make room.
+                    encode_one(rung, RungId(index), None, outputs)?;
+                }
+                queue_picture(rung, &frame, starts_segment)?;
+            }
+        }
+        let decode = decoder.stats();
+        stats.corrupt_units = decode.corrupt_units;
+        stats.concealed_frames = decode.concealed_frames;
+        Ok(())
+    }
+}
+
+fn queue_picture(
+    rung: &mut Rung,
+    frame: &RawVideoFrame<'_>,
+    starts_segment: bool,
+) -> Result<(), LadderError> {
+    let Reservation::Slot(mut slot) = rung.queue.reserve(starts_segment) else {
+        return Ok(());
+    };
+    let scaled = rung.scaler.scale_into(frame, &mut slot);
+    if let Err(source) = scaled {
+        rung.queue.recycle(slot);
+        return Err(LadderError::Scaler {
+            rung: rung.config.name.clone(),
+            source,
+        });
+    }
+    rung.queue.push(slot, starts_segment);
+    Ok(())
+}
+
+fn encode_one(
+    rung: &mut Rung,
+    id: RungId,
+    now: Option<Duration>,
+    outputs: &mut VecDeque<(RungId, AccessUnit)>,
+) -> Result<(), LadderError> {
+    let Some(queued) = rung.queue.pop() else {
+        return Ok(());
+    };
+    let pts = queued.slot.pts();
+    let submitted = rung
+        .encoder
+        .submit(&queued.slot.as_raw(), queued.starts_segment);
+    rung.queue.recycle(queued.slot);
+    submitted.map_err(|source| LadderError::Encoder {
+        rung: rung.config.name.clone(),
+        source,
+    })?;
+    if queued.starts_segment {
+        rung.forced.push_back(pts);
+    }
+    rung.encoded_frames += 1;
+    if let Some(now) = now {
+        count_rate(rung, now);
+    }
+    drain_encoder(rung, id, outputs)
+}
+
+fn drain_encoder(
+    rung: &mut Rung,
+    id: RungId,
+    outputs: &mut VecDeque<(RungId, AccessUnit)>,
+) -> Result<(), LadderError> {
+    loop {
+        let unit = rung
+            .encoder
+            .poll_packet()
+            .map_err(|source| LadderError::Encoder {
+                rung: rung.config.name.clone(),
+                source,
+            })?;
+        let Some(unit) = unit else {
+            return Ok(());
+        };
+        // Units come out in decode order and forced pictures in pts order, so the next forced
+        // pts is the only one this unit can be.
+        if rung.forced.front() == Some(&unit.pts) {
+            rung.forced.pop_front();
+            if !unit.keyframe {
+                return Err(LadderError::IdrNotHonoured {
+                    rung: rung.config.name.clone(),
+                    pts: unit.pts,
+                });
+            }
+        }
+        // alloc: the output queue grows only while the caller does not poll.
+        outputs.push_back((id, unit));
+    }
+}
+
+/// Updates the rung's encoded-frames-per-second figure over windows of one second of `now`.
+fn count_rate(rung: &mut Rung, now: Duration) {
+    match rung.rate_window.as_mut() {
+        None => rung.rate_window = Some((now, 1)),
+        Some((start, frames)) => {
+            *frames += 1;
+            let elapsed = now.saturating_sub(*start);
+            if elapsed >= Duration::from_secs(1) {
+                rung.encoded_fps = f64::from(*frames - 1) / elapsed.as_secs_f64();
+                *start = now;
+                *frames = 1;
+            }
+        }
+    }
+}

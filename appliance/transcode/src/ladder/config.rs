@@ -1,0 +1,181 @@
+//! Ladder settings: the rungs and how the ladder runs them.
+
+use std::time::Duration;
+
+use libav::ScaleFilter;
+use x264::{X264Preset, X264Profile};
+
+use super::LadderError;
+
+/// One H.264 rendition of the ladder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RungConfig {
+    /// Names the rendition in paths and logs (`720p`).
+    pub name: String,
+    /// Picture height in pixels (even). The width follows the source's aspect ratio.
+    pub height: u32,
+    /// Average bitrate, kbit/s (x264 ABR).
+    pub bitrate_kbps: u32,
+    /// VBV peak rate, kbit/s: what HLS BANDWIDTH advertises.
+    pub maxrate_kbps: u32,
+    /// VBV buffer, kbit.
+    pub vbv_buffer_kbits: u32,
+    pub preset: X264Preset,
+    pub profile: X264Profile,
+}
+
+impl RungConfig {
+    fn new(name: &str, height: u32, bitrate_kbps: u32, maxrate_kbps: u32) -> Self {
+        RungConfig {
+            name: name.to_owned(),
+            height,
+            bitrate_kbps,
+            maxrate_kbps,
+            // Two seconds at the peak rate: one segment, so the rate cap holds per segment.
+            vbv_buffer_kbits: maxrate_kbps * 2,
+            preset: X264Preset::Veryfast,
+            profile: X264Profile::High,
+        }
+    }
+}
+
+/// How a ladder is built. `Default` is the default ladder (1080p, 720p, 480p, 360p)
+/// with a 2 s segment target, one decoder thread and one x264 thread per rung.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LadderConfig {
+    /// Highest first is conventional; rungs taller than the source are skipped.
+    pub rungs: Vec<RungConfig>,
+    /// Must equal the packager's `target_duration`: IDRs are forced where it cuts.
+    pub segment_target: Duration,
+    /// libavcodec frame threads for the one decoder.
+    pub decoder_threads: u32,
+    /// x264 threads per rung.
+    pub encoder_threads: u32,
+    /// x264 `tune=zerolatency` (no B-frames, no lookahead): one unit out per picture in.
+    pub zerolatency: bool,
+    pub scale_filter: ScaleFilter,
+    /// Scaled pictures a rung may hold waiting for its encoder; past this, frames are dropped
+    /// (never a segment's first). At least 2.
+    pub queue_frames: usize,
+    /// Frame rate for rate control when the source SPS carries no timing.
+    pub fallback_fps: (u32, u32),
+}
+
+impl Default for LadderConfig {
+    fn default() -> Self {
+        LadderConfig {
+            rungs: vec![
+                RungConfig::new("1080p", 1080, 4500, 5000),
+                RungConfig::new("720p", 720, 2500, 2800),
+                RungConfig::new("480p", 480, 1200, 1400),
+                RungConfig::new("360p", 360, 700, 800),
+            ],
+            segment_target: Duration::from_secs(2),
+            decoder_threads: 1,
+            encoder_threads: 1,
+            zerolatency: true,
+            scale_filter: ScaleFilter::Bicubic,
+            queue_frames: 8,
+            fallback_fps: (30, 1),
+        }
+    }
+}
+
+impl LadderConfig {
+    pub(super) fn check(&self) -> Result<(), LadderError> {
+        let invalid =
+            |setting: &'static str, reason: String| Err(LadderError::Config { setting, reason });
+        for rung in &self.rungs {
+            if rung.height < 2 || !rung.height.is_multiple_of(2) {
+                return invalid(
+                    "height",
+                    format!("rung {}: {} is not even", rung.name, rung.height),
+                );
+            }
+            if rung.bitrate_kbps == 0 || rung.maxrate_kbps < rung.bitrate_kbps {
+                return invalid(
+                    "maxrate_kbps",
+                    format!(
+                        "rung {}: {} kbit/s peak below {} kbit/s average",
+                        rung.name, rung.maxrate_kbps, rung.bitrate_kbps
+                    ),
+                );
+            }
+        }
+        if self.segment_target < Duration::from_millis(100) {
+            return invalid("segment_target", format!("{:?}", self.segment_target));
+        }
+        if self.queue_frames < 2 {
+            return invalid(
+                "queue_frames",
+                format!("{} (at least 2)", self.queue_frames),
+            );
+        }
+        if self.fallback_fps.0 == 0 || self.fallback_fps.1 == 0 {
+            return invalid("fallback_fps", format!("{:?}", self.fallback_fps));
+        }
+        Ok(())
+    }
+}
+
+/// The picture size of a rung `height` pixels tall for a `source` (width, height): the source's
+/// aspect ratio (square pixels assumed), width rounded to the nearest even number. `None` when
+/// the rung is taller than the source (never upscale) or the source has no size.
+pub fn rung_size(source: (u32, u32), height: u32) -> Option<(u32, u32)> {
+    let (source_width, source_height) = (u64::from(source.0), u64::from(source.1));
+    if source_width == 0 || source_height == 0 || u64::from(height) > source_height {
+        return None;
+    }
+    // round(w * h / H / 2) * 2, in integers.
+    let half = (source_width * u64::from(height) + source_height) / (2 * source_height);
+    let width = u32::try_from(half * 2).ok()?.max(2);
+    Some((width, height))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rung_sizes_keep_the_aspect_ratio_with_even_widths() {
+        assert_eq!(rung_size((1920, 1080), 1080), Some((1920, 1080)));
+        assert_eq!(rung_size((1920, 1080), 720), Some((1280, 720)));
+        assert_eq!(rung_size((1920, 1080), 480), Some((854, 480)));
+        assert_eq!(rung_size((1920, 1080), 360), Some((640, 360)));
+        assert_eq!(rung_size((1280, 720), 180), Some((320, 180)));
+        // 4:3 and portrait sources.
+        assert_eq!(rung_size((640, 480), 360), Some((480, 360)));
+        assert_eq!(rung_size((1080, 1920), 720), Some((406, 720)));
+        // Never upscale.
+        assert_eq!(rung_size((1280, 720), 1080), None);
+        assert_eq!(rung_size((0, 0), 360), None);
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        assert!(LadderConfig::default().check().is_ok());
+        let mut odd = LadderConfig::default();
+        odd.rungs[0].height = 1081;
+        assert!(matches!(
+            odd.check(),
+            Err(LadderError::Config {
+                setting: "height",
+                ..
+            })
+        ));
+        let mut peak = LadderConfig::default();
+        peak.rungs[1].maxrate_kbps = 100;
+        assert!(matches!(
+            peak.check(),
+            Err(LadderError::Config {
+                setting: "maxrate_kbps",
+                ..
+            })
+        ));
+        let queue = LadderConfig {
+            queue_frames: 1,
+            ..LadderConfig::default()
+        };
+        assert!(queue.check().is_err());
+    }
+}

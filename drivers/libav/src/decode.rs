@@ -1,0 +1,359 @@
+//! H.264 decoding with libavcodec's native `h264` decoder.
+//!
+//! Input is our [`AccessUnit`] format: NAL units with 4-byte big-endian lengths (the `avc1`
+//! sample format, ISO/IEC 14496-15 §5.3.4.2), parameter sets in the track's [`AvcConfig`]. The
+//! `avcC` record becomes the decoder's extradata, which puts libavcodec in its length-prefixed
+//! mode (`is_avc`, NAL length size from `lengthSizeMinusOne`), so payloads go in unchanged.
+//!
+//! Output is decoded pictures in presentation order as borrowed [`RawVideoFrame`]s (8-bit 4:2:0,
+//! the format every encoder here takes), pts on the 90 kHz clock of the units they came from.
+//! One `AVFrame` is reused for every picture: a frame borrowed from [`H264Decoder::poll_frame`]
+//! is valid until the next call into the decoder.
+//!
+//! Broken input (STYLE.md rule 6): a unit whose length prefixes do not cover its payload exactly,
+//! or that libavcodec refuses, is [`LibavError::CorruptUnit`] for that unit alone, counted in
+//! [`DecodeStats::corrupt_units`]; the decoder carries on with the next unit. Pictures that
+//! libavcodec had to patch up (missing references after a dropped unit, damaged slices it
+//! concealed) are still returned, and counted in [`DecodeStats::concealed_frames`]: a live
+//! rendition with a smudge is better than one with a hole until the next IDR.
+//!
+//! Threads: `threads = 1` (the default) decodes inside `submit` on the caller's thread. More
+//! turns on libavcodec's frame threading with exactly that many threads (the core plan's budget,
+//! never "auto"); pictures then come out `threads - 1` units later, and an error is reported on
+//! the unit being submitted when it surfaces, which may be a few units after the bad one.
+//!
+//! Not done: HEVC, 10-bit and 4:2:2 sources ([`LibavError::UnsupportedPixelFormat`]), hardware
+//! decode, colour-range conversion of full-range (`yuvj420p`) sources.
+
+use std::fmt;
+use std::ptr;
+
+use ffmpeg_next::ffi;
+use ffmpeg_next::format::Pixel;
+use ffmpeg_next::{codec, decoder, frame};
+use media::encode::RawVideoFrame;
+use media::{AccessUnit, AvcConfig, Codec};
+
+use crate::{LibavError, quiet_logging};
+
+/// Decoder threads we allow at most (the same bound as the x264 driver's).
+pub const MAX_DECODE_THREADS: u32 = 16;
+
+/// How to open the decoder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct H264DecoderSettings {
+    /// libavcodec frame threads, 1..=[`MAX_DECODE_THREADS`]; 1 decodes on the caller's thread.
+    pub threads: u32,
+}
+
+impl Default for H264DecoderSettings {
+    fn default() -> Self {
+        H264DecoderSettings { threads: 1 }
+    }
+}
+
+/// Counters of one decoder since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    /// Units handed to libavcodec (corrupt ones included).
+    pub units: u64,
+    /// Units refused: bad framing, or libavcodec reported an error for them.
+    pub corrupt_units: u64,
+    /// Pictures returned by `poll_frame`.
+    pub frames: u64,
+    /// Returned pictures that libavcodec flagged as concealed or corrupt.
+    pub concealed_frames: u64,
+}
+
+/// An open H.264 decoder. See the module docs for formats, errors and threading.
+pub struct H264Decoder {
+    decoder: decoder::Video,
+    /// Reused by every `avcodec_receive_frame`.
+    frame: frame::Video,
+    settings: H264DecoderSettings,
+    stats: DecodeStats,
+    flushing: bool,
+}
+
+impl fmt::Debug for H264Decoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("H264Decoder")
+            .field("settings", &self.settings)
+            .field("stats", &self.stats)
+            .field("flushing", &self.flushing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl H264Decoder {
+    /// Opens libavcodec's h264 decoder with `config.record` (an `avcC` record) as extradata.
+    pub fn new(config: &AvcConfig, settings: H264DecoderSettings) -> Result<Self, LibavError> {
+        quiet_logging();
+        if !(1..=MAX_DECODE_THREADS).contains(&settings.threads) {
+            return Err(LibavError::InvalidSettings {
+                setting: "threads",
+                reason: format!("{} is not in 1..={MAX_DECODE_THREADS}", settings.threads),
+            });
+        }
+        let h264 = decoder::find(codec::Id::H264).ok_or(LibavError::DecoderNotFound("h264"))?;
+        let mut context = codec::context::Context::new_with_codec(h264);
+        set_extradata(&mut context, &config.record)?;
+        // err_recognition stays at its default (no AV_EF_EXPLODE): with it, one damaged slice
+        // also fails the units that reference it, up to the next IDR (seen in the tests), so a
+        // single bad unit would cost a run of frames instead of one concealed picture.
+        context.set_threading(codec::threading::Config {
+            kind: if settings.threads > 1 {
+                codec::threading::Type::Frame
+            } else {
+                codec::threading::Type::None
+            },
+            count: settings.threads as usize,
+            ..Default::default()
+        });
+        let mut video = context
+            .decoder()
+            .video()
+            .map_err(|source| LibavError::Ffmpeg {
+                call: "avcodec_open2 (h264)",
+                source,
+            })?;
+        video.set_packet_time_base((1, media::VIDEO_TIMESCALE as i32));
+        Ok(H264Decoder {
+            decoder: video,
+            frame: frame::Video::empty(),
+            settings,
+            stats: DecodeStats::default(),
+            flushing: false,
+        })
+    }
+
+    pub fn settings(&self) -> &H264DecoderSettings {
+        &self.settings
+    }
+
+    pub fn stats(&self) -> DecodeStats {
+        self.stats
+    }
+
+    /// Hands one unit (decode order) to the decoder. After it, drain [`Self::poll_frame`] until
+    /// `Ok(None)`. [`LibavError::CorruptUnit`] means this unit was dropped and counted; the
+    /// decoder is still usable.
+    pub fn submit(&mut self, unit: &AccessUnit) -> Result<(), LibavError> {
+        if self.flushing {
+            return Err(LibavError::SubmitAfterFlush);
+        }
+        if unit.codec != Codec::H264 {
+            return Err(LibavError::WrongCodec {
+                expected: "H.264",
+                got: unit.codec,
+            });
+        }
+        self.stats.units += 1;
+        if let Err(reason) = check_length_prefixed(&unit.payload) {
+            self.stats.corrupt_units += 1;
+            return Err(LibavError::CorruptUnit {
+                pts: unit.pts,
+                reason,
+            });
+        }
+        let size = i32::try_from(unit.payload.len()).map_err(|_| {
+            self.stats.corrupt_units += 1;
+            LibavError::CorruptUnit {
+                pts: unit.pts,
+                reason: format!("{} bytes is too large for a packet", unit.payload.len()),
+            }
+        })?;
+        // SAFETY: an all-zero AVPacket is a valid blank packet (what av_packet_unref leaves).
+        let mut packet: ffi::AVPacket = unsafe { std::mem::zeroed() };
+        packet.data = unit.payload.as_ptr().cast_mut();
+        packet.size = size;
+        packet.pts = unit.pts;
+        packet.dts = unit.dts;
+        packet.pos = -1;
+        if unit.keyframe {
+            packet.flags = ffi::AV_PKT_FLAG_KEY;
+        }
+        // SAFETY: the context is open. The packet has no `buf`, so libavcodec copies `size`
+        // bytes from `data` (which `unit.payload` keeps alive for this call) into its own padded,
+        // ref-counted buffer before returning and never writes through `data`.
+        let code = unsafe { ffi::avcodec_send_packet(self.decoder.as_mut_ptr(), &packet) };
+        if code == ffi::AVERROR(ffi::EAGAIN) {
+            // Only a caller that did not drain poll_frame gets here; the unit was not taken.
+            self.stats.units -= 1;
+            return Err(LibavError::Ffmpeg {
+                call: "avcodec_send_packet (frames not drained)",
+                source: ffmpeg_next::Error::from(code),
+            });
+        }
+        if code < 0 {
+            self.stats.corrupt_units += 1;
+            return Err(LibavError::CorruptUnit {
+                pts: unit.pts,
+                reason: format!("libavcodec: {}", ffmpeg_next::Error::from(code)),
+            });
+        }
+        Ok(())
+    }
+
+    /// The next decoded picture in presentation order, `Ok(None)` when none is ready. The frame
+    /// borrows the decoder's buffer until the next call.
+    pub fn poll_frame(&mut self) -> Result<Option<RawVideoFrame<'_>>, LibavError> {
+        match self.decoder.receive_frame(&mut self.frame) {
+            Ok(()) => {}
+            Err(ffmpeg_next::Error::Eof) => return Ok(None),
+            Err(ffmpeg_next::Error::Other { errno }) if errno == ffmpeg_next::error::EAGAIN => {
+                return Ok(None);
+            }
+            Err(source) => {
+                // Frame threading reports a failed picture here rather than on its unit.
+                self.stats.corrupt_units += 1;
+                return Err(LibavError::CorruptUnit {
+                    pts: -1,
+                    reason: format!("libavcodec (frame thread): {source}"),
+                });
+            }
+        }
+        let format = self.frame.format();
+        if !matches!(format, Pixel::YUV420P | Pixel::YUVJ420P) {
+            return Err(LibavError::UnsupportedPixelFormat(format!("{format:?}")));
+        }
+        // SAFETY: receive_frame succeeded, so the frame points to a valid AVFrame.
+        let (flags, error_flags, best_effort) = unsafe {
+            let raw = &*self.frame.as_ptr();
+            (raw.flags, raw.decode_error_flags, raw.best_effort_timestamp)
+        };
+        if flags & ffi::AV_FRAME_FLAG_CORRUPT != 0 || error_flags != 0 {
+            self.stats.concealed_frames += 1;
+        }
+        self.stats.frames += 1;
+        let pts = self
+            .frame
+            .pts()
+            .filter(|&pts| pts != ffi::AV_NOPTS_VALUE)
+            .unwrap_or(best_effort);
+        let frame = &self.frame;
+        Ok(Some(RawVideoFrame {
+            width: frame.width(),
+            height: frame.height(),
+            pts,
+            // The format check above means three planes, so `data` cannot go out of bounds.
+            planes: [frame.data(0), frame.data(1), frame.data(2)],
+            strides: [frame.stride(0), frame.stride(1), frame.stride(2)],
+        }))
+    }
+
+    /// No more units: later [`Self::poll_frame`] calls return the pictures still held back for
+    /// reordering.
+    pub fn flush(&mut self) -> Result<(), LibavError> {
+        if self.flushing {
+            return Ok(());
+        }
+        self.flushing = true;
+        self.decoder
+            .send_eof()
+            .map_err(|source| LibavError::Ffmpeg {
+                call: "avcodec_send_packet (eof)",
+                source,
+            })
+    }
+}
+
+/// Copies `record` into the context's extradata (libavcodec wants it in its own allocation,
+/// with zeroed padding after it, and frees it with the context).
+fn set_extradata(context: &mut codec::context::Context, record: &[u8]) -> Result<(), LibavError> {
+    let size = i32::try_from(record.len()).map_err(|_| LibavError::InvalidSettings {
+        setting: "avcC record",
+        reason: format!("{} bytes", record.len()),
+    })?;
+    let padded = record.len() + ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize;
+    // SAFETY: av_mallocz returns null or `padded` zeroed bytes.
+    let buffer = unsafe { ffi::av_mallocz(padded) }.cast::<u8>();
+    if buffer.is_null() {
+        return Err(LibavError::Ffmpeg {
+            call: "av_mallocz (extradata)",
+            source: ffmpeg_next::Error::from(ffi::AVERROR(ffi::ENOMEM)),
+        });
+    }
+    // SAFETY: `buffer` holds at least `record.len()` bytes and does not overlap `record`; the
+    // context is not open yet and has no extradata (a fresh context), so handing it the buffer
+    // leaks nothing, and avcodec_free_context frees it.
+    unsafe {
+        ptr::copy_nonoverlapping(record.as_ptr(), buffer, record.len());
+        let raw = context.as_mut_ptr();
+        (*raw).extradata = buffer;
+        (*raw).extradata_size = size;
+    }
+    Ok(())
+}
+
+/// Checks that `payload` is a sequence of 4-byte-length-prefixed NAL units that covers it
+/// exactly, each non-empty with its forbidden_zero_bit clear (ITU-T H.264 §7.4.1). A unit that
+/// fails is truncated or damaged and would only feed the decoder garbage.
+pub fn check_length_prefixed(payload: &[u8]) -> Result<(), String> {
+    if payload.is_empty() {
+        return Err("empty payload".to_owned());
+    }
+    let mut rest = payload;
+    let mut offset = 0usize;
+    while !rest.is_empty() {
+        let Some((len, body)) = rest.split_first_chunk::<4>() else {
+            return Err(format!(
+                "{} stray bytes at offset {offset} where a NAL length should be",
+                rest.len()
+            ));
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some((nal, tail)) = body.split_at_checked(len) else {
+            return Err(format!(
+                "NAL at offset {offset} claims {len} bytes, {} remain (truncated)",
+                body.len()
+            ));
+        };
+        match nal.first() {
+            None => return Err(format!("empty NAL at offset {offset}")),
+            Some(header) if header & 0x80 != 0 => {
+                return Err(format!(
+                    "NAL at offset {offset} has forbidden_zero_bit set (header {header:#04x})"
+                ));
+            }
+            Some(_) => {}
+        }
+        offset += 4 + len;
+        rest = tail;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_prefix_check_accepts_whole_units_and_names_the_fault() {
+        let good = [0, 0, 0, 2, 0x65, 0x88, 0, 0, 0, 1, 0x06];
+        assert_eq!(check_length_prefixed(&good), Ok(()));
+        let truncated = &good[..good.len() - 1];
+        let error = check_length_prefixed(truncated).unwrap_err();
+        assert!(
+            error.contains("offset 6") && error.contains("truncated"),
+            "{error}"
+        );
+        assert!(
+            check_length_prefixed(&good[..8])
+                .unwrap_err()
+                .contains("stray")
+        );
+        let forbidden = [0, 0, 0, 1, 0xe5];
+        assert!(
+            check_length_prefixed(&forbidden)
+                .unwrap_err()
+                .contains("forbidden_zero_bit")
+        );
+        assert!(
+            check_length_prefixed(&[0, 0, 0, 0])
+                .unwrap_err()
+                .contains("empty NAL")
+        );
+        assert!(check_length_prefixed(&[]).is_err());
+    }
+}
