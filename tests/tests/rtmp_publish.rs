@@ -381,9 +381,20 @@ fn rtmp_publish_is_served_as_hls_dash_and_ts() {
     // --- delivery counters and Prometheus metrics on the control port
     let delivery: serde_json::Value =
         serde_json::from_slice(&server.api_get("/api/v1/delivery").body).expect("JSON");
-    assert!(delivery["workers"].as_array().is_some_and(|w| !w.is_empty()), "{delivery}");
-    assert!(delivery["total"]["requests"].as_u64().unwrap_or(0) > 20, "{delivery}");
-    assert!(delivery["total"]["bytes_sent"].as_u64().unwrap_or(0) > 1_000_000, "{delivery}");
+    assert!(
+        delivery["workers"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty()),
+        "{delivery}"
+    );
+    assert!(
+        delivery["total"]["requests"].as_u64().unwrap_or(0) > 20,
+        "{delivery}"
+    );
+    assert!(
+        delivery["total"]["bytes_sent"].as_u64().unwrap_or(0) > 1_000_000,
+        "{delivery}"
+    );
     let metrics = server.api_get("/metrics");
     assert_eq!(metrics.status, 200);
     let metrics = metrics.text();

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use engine::{DeliveryConfig, DemoConfig, EngineConfig, HubConfig, RtmpConfig};
+use engine::{
+    DeliveryConfig, DemoConfig, EngineConfig, HubConfig, RtmpConfig, SourceConfig, UdpSourceConfig,
+};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,26 @@ pub struct ConfigFile {
     pub packaging: PackagingSection,
     pub delivery: DeliverySection,
     pub ingest: IngestSection,
+    /// `[[source]]`: inputs the engine opens by itself.
+    #[serde(rename = "source")]
+    pub sources: Vec<SourceSection>,
+}
+
+/// One `[[source]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// The stream name it publishes as.
+    pub name: String,
+    /// Where it comes from; the scheme picks the protocol (`udp://`).
+    pub url: String,
+    /// No media for this long and the source counts as gone.
+    #[serde(default = "default_source_timeout")]
+    pub timeout_seconds: f64,
+}
+
+fn default_source_timeout() -> f64 {
+    10.0
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,7 +266,43 @@ impl ConfigFile {
             None
         };
 
+        let mut sources = Vec::with_capacity(self.sources.len());
+        for (index, source) in self.sources.iter().enumerate() {
+            let label = format!("source[{index}] (name {:?})", source.name);
+            if !engine::hub::valid_stream_name(&source.name) {
+                return Err(invalid(format!(
+                    "{label}: the name is a stream name: use letters, digits, '-', '_' and '.'"
+                )));
+            }
+            if self.sources[..index].iter().any(|s| s.name == source.name) {
+                return Err(invalid(format!("{label}: two sources with the same name")));
+            }
+            let timeout = seconds(
+                &format!("{label}: timeout_seconds"),
+                source.timeout_seconds,
+                0.5,
+            )?;
+            let scheme = source
+                .url
+                .split_once("://")
+                .map_or("", |(scheme, _)| scheme);
+            sources.push(match scheme {
+                "udp" => SourceConfig::Udp(
+                    UdpSourceConfig::from_url(&source.name, &source.url, timeout).map_err(
+                        |reason| invalid(format!("{label}: url {:?}: {reason}", source.url)),
+                    )?,
+                ),
+                _ => {
+                    return Err(invalid(format!(
+                        "{label}: url {:?}: unsupported scheme (supported: udp://)",
+                        source.url
+                    )));
+                }
+            });
+        }
+
         Ok(EngineConfig {
+            sources,
             delivery,
             delivery_workers: (d.workers > 0).then_some(d.workers),
             rtmp,
@@ -273,6 +331,71 @@ mod tests {
         assert_eq!(config.rtmp.app, "live");
         let demo = config.demo.expect("demo on by default");
         assert_eq!(demo.keyframe_interval, Duration::from_secs(2));
+        assert!(config.sources.is_empty());
+    }
+
+    #[test]
+    fn sources_are_read_and_checked() {
+        let text = r#"
+            [[source]]
+            name = "feed1"
+            url = "udp://239.1.1.1:5000?interface=lo"
+            [[source]]
+            name = "feed2"
+            url = "udp://0.0.0.0:5001"
+            timeout_seconds = 2.5
+        "#;
+        let c = ConfigFile::parse(text, "t")
+            .and_then(|c| c.into_engine_config("t"))
+            .expect("valid");
+        let [SourceConfig::Udp(feed1), SourceConfig::Udp(feed2)] = &c.sources[..] else {
+            panic!("{:?}", c.sources);
+        };
+        assert_eq!(feed1.name, "feed1");
+        assert_eq!(feed1.bind, "239.1.1.1:5000".parse().unwrap());
+        assert_eq!(
+            feed1.multicast_interface,
+            Some(engine::udp::MulticastInterface::Name("lo".into()))
+        );
+        assert_eq!(feed1.timeout, Duration::from_secs(10));
+        assert_eq!(feed2.multicast_interface, None);
+        assert_eq!(feed2.timeout, Duration::from_millis(2500));
+
+        let cases = [
+            ("name = \"a b\"\nurl = \"udp://0.0.0.0:1\"", "stream name"),
+            ("name = \"a\"\nurl = \"srtx://h:1\"", "unsupported scheme"),
+            ("name = \"a\"\nurl = \"udp://h:1\"", "IPV4:PORT"),
+            (
+                "name = \"a\"\nurl = \"udp://0.0.0.0:1\"\ntimeout_seconds = 0",
+                "timeout_seconds",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = ConfigFile::parse(&format!("[[source]]\n{body}"), "c.toml")
+                .and_then(|c| c.into_engine_config("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(expected) && err.contains("source[0]"),
+                "{body}: {err}"
+            );
+        }
+        let twice = "[[source]]\nname = \"a\"\nurl = \"udp://0.0.0.0:1\"\n[[source]]\nname = \"a\"\nurl = \"udp://0.0.0.0:2\"";
+        let err = ConfigFile::parse(twice, "c")
+            .and_then(|c| c.into_engine_config("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("source[1]") && err.contains("same name"),
+            "{err}"
+        );
+        let err = ConfigFile::parse(
+            "[[source]]\nname = \"a\"\nurl = \"udp://0.0.0.0:1\"\nttl = 1",
+            "c",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("ttl"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod hub;
 pub mod plan;
 pub mod rtmp;
 pub mod store;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use plan::{CorePlan, Role};
 pub use rtmp::RtmpConfig;
 pub use store::SegmentStore;
 pub use transcode::DemoConfig;
+pub use udp::UdpSourceConfig;
 
 /// Everything the engine needs to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +36,16 @@ pub struct EngineConfig {
     pub hub: HubConfig,
     /// The built-in demo stream, or `None` for `--no-demo`.
     pub demo: Option<DemoConfig>,
+    /// Inputs the engine opens by itself (`[[source]]` in the config file).
+    pub sources: Vec<SourceConfig>,
+}
+
+/// One configured input (`[[source]]`), by the scheme of its URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SourceConfig {
+    /// `udp://`: MPEG-TS over UDP, unicast or multicast.
+    Udp(UdpSourceConfig),
 }
 
 impl Default for EngineConfig {
@@ -45,6 +57,7 @@ impl Default for EngineConfig {
             api: SocketAddr::from(([127, 0, 0, 1], 8081)),
             hub: HubConfig::default(),
             demo: Some(DemoConfig::default()),
+            sources: Vec::new(),
         }
     }
 }
@@ -57,6 +70,13 @@ pub enum EngineError {
     Bind {
         what: &'static str,
         addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open source {name:?} ({url}): {source}")]
+    Source {
+        name: String,
+        url: String,
         #[source]
         source: std::io::Error,
     },
@@ -109,6 +129,19 @@ impl Engine {
                 addr: config.api,
                 source,
             })?;
+        let mut udp_sources = Vec::new();
+        for source in &config.sources {
+            match source {
+                SourceConfig::Udp(udp_config) => {
+                    let socket = udp::bind(udp_config).map_err(|source| EngineError::Source {
+                        name: udp_config.name.clone(),
+                        url: udp_config.url.clone(),
+                        source,
+                    })?;
+                    udp_sources.push((udp_config.clone(), socket));
+                }
+            }
+        }
 
         let store = Arc::new(SegmentStore::new());
         let mut workers = Vec::with_capacity(plan.delivery.len());
@@ -138,6 +171,17 @@ impl Engine {
             })
             .map_err(|e| EngineError::Thread("ingest", e))?,
         );
+        if !udp_sources.is_empty() {
+            let udp_hub = hub.clone();
+            threads.push(
+                plan.spawn(Role::Ingest, "cc-udp", move || {
+                    if let Err(e) = udp::run(udp_sources, udp_hub) {
+                        tracing::error!(error = %e, "UDP sources stopped");
+                    }
+                })
+                .map_err(|e| EngineError::Thread("UDP sources", e))?,
+            );
+        }
         let api_hub = hub.clone();
         let api_store = store.clone();
         let worker_stats: Vec<api::WorkerStats> = workers

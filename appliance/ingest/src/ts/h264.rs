@@ -241,8 +241,8 @@ mod tests {
     #[test]
     fn annex_b_splits_on_three_and_four_byte_start_codes() {
         let stream = [
-            0xaa, 0, 0, 0, 1, 9, 0xf0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 0, 0, 1, 0x68, 3, 0, 0, 1,
-            0, 0, 1, 0x65, 0, 0, 3, 1,
+            0xaa, 0, 0, 0, 1, 9, 0xf0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 0, 0, 1, 0x68, 3, 0, 0, 1, 0,
+            0, 1, 0x65, 0, 0, 3, 1,
         ];
         let nals: Vec<&[u8]> = nal_units(&stream).collect();
         assert_eq!(

@@ -39,7 +39,7 @@ use media::{AacConfig, AccessUnit, AvcConfig};
 use adts::AdtsAssembler;
 use h264::AvcAssembler;
 use packet::{PACKET_SIZE, SYNC_BYTE, parse_packet};
-use pes::{PesAssembler, PesProgress, TimestampUnwrapper, parse_pes_header};
+use pes::{PesAssembler, PesHeader, PesProgress, TimestampUnwrapper, parse_pes_header};
 use psi::{SectionAssembler, SectionOutput};
 
 /// stream_type values (§2.4.4.9, Table 2-34, and the registrations the industry uses).
@@ -543,8 +543,7 @@ impl TsDemuxer {
         if pmt.table_id != psi::TABLE_PMT {
             return false;
         }
-        if pmt.id != program.number || !pmt.current || program.pmt == Some((pmt.version, pmt.crc))
-        {
+        if pmt.id != program.number || !pmt.current || program.pmt == Some((pmt.version, pmt.crc)) {
             // Another program's map on the same PID (allowed, §2.4.4.8), or nothing new.
             return true;
         }
@@ -593,9 +592,7 @@ impl TsDemuxer {
                 stream_type::HEVC => self
                     .events
                     .push_back(unsupported("HEVC is not supported yet")),
-                _ => self
-                    .events
-                    .push_back(unsupported("codec not supported")),
+                _ => self.events.push_back(unsupported("codec not supported")),
             }
         }
         // Keep the state of PIDs whose role is unchanged; start the others afresh.
@@ -617,9 +614,7 @@ impl TsDemuxer {
                 continue;
             }
             let role = match kind {
-                stream_type::H264 => {
-                    PidRole::Video(PesAssembler::default(), Box::default())
-                }
+                stream_type::H264 => PidRole::Video(PesAssembler::default(), Box::default()),
                 stream_type::AAC_ADTS => {
                     PidRole::Audio(PesAssembler::default(), AdtsAssembler::default())
                 }
@@ -675,6 +670,11 @@ fn feed_pes(
         if pes.in_progress() {
             complete_pes(pes, clock, last_pts, counters, &mut deliver);
         }
+        // The newest PTS is known as soon as a PES starts (for SCTE-35's context), not only
+        // when the PES completes with the next one's start.
+        if let Ok(PesHeader { pts: Some(pts), .. }) = parse_pes_header(payload) {
+            *last_pts = Some(clock.peek(pts));
+        }
         pes.start(payload)
     } else {
         pes.append(payload)
@@ -708,6 +708,10 @@ fn complete_pes(
         *last_pts = Some(pts);
         (pts, dts)
     });
-    deliver(time, data.get(header.payload_offset..).unwrap_or_default(), counters);
+    deliver(
+        time,
+        data.get(header.payload_offset..).unwrap_or_default(),
+        counters,
+    );
     pes.consume();
 }

@@ -118,7 +118,10 @@ pub fn parse_pes_header(pes: &[u8]) -> Result<PesHeader, String> {
     };
     // Streams without the optional header: program_stream_map, padding, private_stream_2,
     // ECM, EMM, program_stream_directory, DSMCC, H.222.1 type E.
-    if matches!(stream_id, 0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xff | 0xf2 | 0xf8) {
+    if matches!(
+        stream_id,
+        0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xff | 0xf2 | 0xf8
+    ) {
         return Ok(PesHeader {
             stream_id,
             pts: None,
@@ -126,9 +129,11 @@ pub fn parse_pes_header(pes: &[u8]) -> Result<PesHeader, String> {
             payload_offset: 6,
         });
     }
-    let Some(&[flags1, flags2, header_length]) = pes.get(6..9).and_then(|s| s.first_chunk())
-    else {
-        return Err(format!("stream_id 0x{stream_id:02x}: header cut at {} bytes", pes.len()));
+    let Some(&[flags1, flags2, header_length]) = pes.get(6..9).and_then(|s| s.first_chunk()) else {
+        return Err(format!(
+            "stream_id 0x{stream_id:02x}: header cut at {} bytes",
+            pes.len()
+        ));
     };
     if flags1 >> 6 != 0b10 {
         return Err(format!(
@@ -261,7 +266,12 @@ mod tests {
             let err = parse_pes_header(pes).unwrap_err();
             assert!(err.contains(expected), "{pes:02x?}: {err}");
         }
-        assert_eq!(parse_pes_header(&[0, 0, 1, 0xbe, 0, 0]).unwrap().payload_offset, 6);
+        assert_eq!(
+            parse_pes_header(&[0, 0, 1, 0xbe, 0, 0])
+                .unwrap()
+                .payload_offset,
+            6
+        );
     }
 
     #[test]
@@ -273,7 +283,10 @@ mod tests {
         assert_eq!(clock.peek(top), top as i64, "a small step back stays back");
         assert_eq!(clock.unwrap(4000), (1i64 << 33) + 4000);
         // Far jumps (less than half the range) are taken at face value, in either direction.
-        assert_eq!(clock.unwrap(4000 + (1 << 31)), (1i64 << 33) + 4000 + (1 << 31));
+        assert_eq!(
+            clock.unwrap(4000 + (1 << 31)),
+            (1i64 << 33) + 4000 + (1 << 31)
+        );
         assert_eq!(clock.unwrap(4000), (1i64 << 33) + 4000);
     }
 
@@ -286,8 +299,14 @@ mod tests {
             PesProgress::Pending
         );
         assert!(assembler.short());
-        assert_eq!(assembler.append(&[0, 1, 2, 0xff, 0xff]), PesProgress::Complete);
-        assert_eq!(assembler.completed(), &[0, 0, 1, 0xc0, 0, 5, 0x80, 0, 0, 1, 2]);
+        assert_eq!(
+            assembler.append(&[0, 1, 2, 0xff, 0xff]),
+            PesProgress::Complete
+        );
+        assert_eq!(
+            assembler.completed(),
+            &[0, 0, 1, 0xc0, 0, 5, 0x80, 0, 0, 1, 2]
+        );
         assembler.consume();
         assert!(!assembler.in_progress());
         assert_eq!(assembler.append(&[1, 2, 3]), PesProgress::Pending);

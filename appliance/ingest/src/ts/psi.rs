@@ -111,7 +111,10 @@ pub struct LongSection<'a> {
 /// Checks the CRC and splits a long-form section.
 pub fn parse_long_section(section: &[u8]) -> Result<LongSection<'_>, String> {
     if section.len() < 12 {
-        return Err(format!("{} bytes, shorter than a long section", section.len()));
+        return Err(format!(
+            "{} bytes, shorter than a long section",
+            section.len()
+        ));
     }
     if section[1] & 0x80 == 0 {
         return Err("section_syntax_indicator 0 in a PSI table".into());
