@@ -42,3 +42,10 @@ unit:
 
 clean:
 	$(CARGO) clean
+
+# Capacity run (docs/capacity.md): BENCH_VIEWERS viewers for BENCH_SECONDS against the demo stream.
+BENCH_VIEWERS ?= 1000
+BENCH_SECONDS ?= 40
+.PHONY: bench
+bench: deps
+	bench/run-viewers.sh $(BENCH_VIEWERS) $(BENCH_SECONDS)
