@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use engine::ladder::{RungConfig, x264_preset, x264_profile};
 use engine::{
-    DeliveryConfig, DemoConfig, EngineConfig, HubConfig, RtmpConfig, SourceConfig, UdpSourceConfig,
+    DeliveryConfig, DemoConfig, EngineConfig, HubConfig, RtmpConfig, SourceConfig, TranscodeConfig,
+    UdpSourceConfig,
 };
 use serde::Deserialize;
 
@@ -43,6 +45,70 @@ pub struct ConfigFile {
     /// `[[source]]`: inputs the engine opens by itself.
     #[serde(rename = "source")]
     pub sources: Vec<SourceSection>,
+    pub transcode: TranscodeSection,
+}
+
+/// `[transcode]`: the ABR ladder (docs/transcode.md).
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscodeSection {
+    pub enabled: bool,
+    pub rungs: Vec<RungSection>,
+    /// Streams that stay passthrough: names, or prefixes ending in `*`.
+    pub passthrough_streams: Vec<String>,
+    pub decoder_threads: u32,
+    pub encoder_threads: u32,
+    pub queue_frames: usize,
+}
+
+impl Default for TranscodeSection {
+    fn default() -> Self {
+        let t = TranscodeConfig::default();
+        TranscodeSection {
+            enabled: t.enabled,
+            rungs: t
+                .rungs
+                .iter()
+                .map(|r| RungSection {
+                    name: r.name.clone(),
+                    height: r.height,
+                    bitrate_kbps: r.bitrate_kbps,
+                    maxrate_kbps: r.maxrate_kbps,
+                    vbv_buffer_kbits: Some(r.vbv_buffer_kbits),
+                    preset: r.preset.name().to_owned(),
+                    profile: r.profile.name().to_owned(),
+                })
+                .collect(),
+            passthrough_streams: t.passthrough_streams,
+            decoder_threads: t.decoder_threads,
+            encoder_threads: t.encoder_threads,
+            queue_frames: t.queue_frames,
+        }
+    }
+}
+
+/// One `[[transcode.rungs]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RungSection {
+    pub name: String,
+    pub height: u32,
+    pub bitrate_kbps: u32,
+    pub maxrate_kbps: u32,
+    /// Default: two seconds at `maxrate_kbps`.
+    pub vbv_buffer_kbits: Option<u32>,
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    #[serde(default = "default_profile")]
+    pub profile: String,
+}
+
+fn default_preset() -> String {
+    "veryfast".into()
+}
+
+fn default_profile() -> String {
+    "high".into()
 }
 
 /// One `[[source]]` entry.
@@ -147,6 +213,94 @@ impl Default for IngestSection {
     }
 }
 
+impl TranscodeSection {
+    fn engine_config(
+        &self,
+        invalid: &dyn Fn(String) -> ConfigError,
+    ) -> Result<TranscodeConfig, ConfigError> {
+        let mut rungs: Vec<RungConfig> = Vec::with_capacity(self.rungs.len());
+        for (index, rung) in self.rungs.iter().enumerate() {
+            let label = format!("transcode.rungs[{index}] (name {:?})", rung.name);
+            // The name becomes a folder under the stream: the packager's rule.
+            if !engine::ladder::valid_rendition_name(&rung.name) {
+                return Err(invalid(format!(
+                    "{label}: the name is a folder: use letters, digits, '-', '_' and '.', \
+                     not source, audio or ts"
+                )));
+            }
+            if rungs.iter().any(|r| r.name == rung.name) {
+                return Err(invalid(format!("{label}: two rungs with the same name")));
+            }
+            if rung.height < 16 || !rung.height.is_multiple_of(2) || rung.height > 4320 {
+                return Err(invalid(format!(
+                    "{label}: height = {}: must be even, 16..=4320",
+                    rung.height
+                )));
+            }
+            if rung.bitrate_kbps < 16 || rung.maxrate_kbps < rung.bitrate_kbps {
+                return Err(invalid(format!(
+                    "{label}: bitrate_kbps = {}, maxrate_kbps = {}: need 16 <= bitrate <= maxrate",
+                    rung.bitrate_kbps, rung.maxrate_kbps
+                )));
+            }
+            let preset = x264_preset(&rung.preset).ok_or_else(|| {
+                invalid(format!(
+                    "{label}: preset = {:?}: use ultrafast, superfast, veryfast, faster, fast, \
+                     medium or slow",
+                    rung.preset
+                ))
+            })?;
+            let profile = x264_profile(&rung.profile).ok_or_else(|| {
+                invalid(format!(
+                    "{label}: profile = {:?}: use baseline, main or high",
+                    rung.profile
+                ))
+            })?;
+            rungs.push(RungConfig {
+                name: rung.name.clone(),
+                height: rung.height,
+                bitrate_kbps: rung.bitrate_kbps,
+                maxrate_kbps: rung.maxrate_kbps,
+                vbv_buffer_kbits: rung
+                    .vbv_buffer_kbits
+                    .unwrap_or(rung.maxrate_kbps.saturating_mul(2)),
+                preset,
+                profile,
+            });
+        }
+        if self.enabled && rungs.is_empty() {
+            return Err(invalid(
+                "transcode.enabled = true with no rungs: add [[transcode.rungs]]".into(),
+            ));
+        }
+        for (key, value) in [
+            ("decoder_threads", self.decoder_threads),
+            ("encoder_threads", self.encoder_threads),
+        ] {
+            if !(1..=16).contains(&value) {
+                return Err(invalid(format!(
+                    "transcode.{key} = {value}: must be 1..=16"
+                )));
+            }
+        }
+        if !(2..=120).contains(&self.queue_frames) {
+            return Err(invalid(format!(
+                "transcode.queue_frames = {}: must be 2..=120",
+                self.queue_frames
+            )));
+        }
+        Ok(TranscodeConfig {
+            enabled: self.enabled,
+            rungs,
+            passthrough_streams: self.passthrough_streams.clone(),
+            decoder_threads: self.decoder_threads,
+            encoder_threads: self.encoder_threads,
+            queue_frames: self.queue_frames,
+            ..TranscodeConfig::default()
+        })
+    }
+}
+
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
         let name = path.display().to_string();
@@ -202,6 +356,7 @@ impl ConfigFile {
         };
         hub.packaging.target_duration = target_duration;
         hub.packaging.window = p.window;
+        hub.transcode = self.transcode.engine_config(&invalid)?;
 
         let d = &self.delivery;
         if !(64..=1_000_000).contains(&d.max_connections_per_worker) {
@@ -440,6 +595,90 @@ mod tests {
         let demo = c.demo.expect("on");
         assert_eq!((demo.width, demo.height, demo.fps), (640, 360, 25));
         assert_eq!(demo.keyframe_interval, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn transcode_section_is_read_and_checked() {
+        let defaults = ConfigFile::parse("", "t")
+            .and_then(|c| c.into_engine_config("t"))
+            .expect("valid");
+        assert!(!defaults.hub.transcode.enabled, "off by default");
+        let names: Vec<&str> = defaults
+            .hub
+            .transcode
+            .rungs
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, ["1080p", "720p", "480p", "360p"]);
+        assert_eq!(defaults.hub.transcode.rungs[1].vbv_buffer_kbits, 5600);
+
+        let text = r#"
+            [transcode]
+            enabled = true
+            passthrough_streams = ["cam-*"]
+            encoder_threads = 2
+            [[transcode.rungs]]
+            name = "240p"
+            height = 240
+            bitrate_kbps = 400
+            maxrate_kbps = 500
+            preset = "ultrafast"
+            [[transcode.rungs]]
+            name = "180p"
+            height = 180
+            bitrate_kbps = 200
+            maxrate_kbps = 250
+            vbv_buffer_kbits = 300
+            profile = "main"
+        "#;
+        let t = ConfigFile::parse(text, "t")
+            .and_then(|c| c.into_engine_config("t"))
+            .expect("valid")
+            .hub
+            .transcode;
+        assert!(t.enabled && t.transcodes("event") && !t.transcodes("cam-1"));
+        assert_eq!(t.encoder_threads, 2);
+        assert_eq!(t.rungs.len(), 2);
+        assert_eq!(t.rungs[0].preset, engine::ladder::X264Preset::Ultrafast);
+        assert_eq!(t.rungs[0].vbv_buffer_kbits, 1000);
+        assert_eq!(t.rungs[1].preset, engine::ladder::X264Preset::Veryfast);
+        assert_eq!(t.rungs[1].profile, engine::ladder::X264Profile::Main);
+        assert_eq!(t.rungs[1].vbv_buffer_kbits, 300);
+
+        let rung = |body: &str| {
+            format!(
+                "[transcode]\n[[transcode.rungs]]\nname = \"r\"\nheight = 240\nbitrate_kbps = 400\nmaxrate_kbps = 500\n{body}"
+            )
+        };
+        let cases = [
+            (rung("preset = \"turbo\""), "preset"),
+            (rung("profile = \"high10\""), "profile"),
+            (rung("").replace("height = 240", "height = 241"), "height"),
+            (
+                rung("").replace("maxrate_kbps = 500", "maxrate_kbps = 300"),
+                "maxrate",
+            ),
+            (rung("").replace("\"r\"", "\"source\""), "folder"),
+            (
+                "[transcode]\nenabled = true\nrungs = []".to_owned(),
+                "no rungs",
+            ),
+            ("[transcode]\nqueue_frames = 1".to_owned(), "queue_frames"),
+        ];
+        for (text, expected) in cases {
+            let err = ConfigFile::parse(&text, "c.toml")
+                .and_then(|c| c.into_engine_config("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        let twice = format!("{}\n{}", rung(""), rung("").replace("[transcode]\n", ""));
+        let err = ConfigFile::parse(&twice, "c")
+            .and_then(|c| c.into_engine_config("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("same name"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //! whose publisher is gone waits `grace_period` for a new one, which continues the same
 //! playlists after a discontinuity; after that its playlists end and, `ended_retention` later,
 //! its objects are removed.
+//!
+//! Transcoding (docs/transcode.md): when a stream gets a ladder, the hub builds it at `Start`,
+//! starts the packager with the rungs as renditions, forwards the source's video units to the
+//! [`crate::ladder`] worker and feeds the rung units it sends back to the packager. When the
+//! publisher goes, the packager's last segment waits (at most [`LADDER_FINISH_WAIT`]) for the
+//! worker to flush the ladder.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,12 +21,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use media::{AacConfig, AccessUnit, AvcConfig};
-use package::{LivePackager, ObjectKind, PackagerConfig, PackagerOutput};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use media::{AacConfig, AccessUnit, AvcConfig, TrackKind};
+use package::{LivePackager, ObjectKind, PackagerConfig, PackagerOutput, Rendition};
 use serde::Serialize;
+use transcode::{Ladder, RungStats};
 
+use crate::ladder::{LadderEvent, LadderJob, LadderWorker, TranscodeConfig};
 use crate::store::{CachePolicy, SegmentStore, StoreChange, StoredObject, content_type};
+
+/// How long a gone publisher's last segment waits for its ladder to flush.
+pub const LADDER_FINISH_WAIT: Duration = Duration::from_secs(3);
 
 /// Identifies one publisher session, so late messages of a replaced publisher are ignored.
 pub type PublisherId = u64;
@@ -35,6 +46,8 @@ pub struct HubConfig {
     pub ended_retention: Duration,
     /// Access units that may wait between ingest and the hub before new ones are dropped.
     pub queue_depth: usize,
+    /// The transcode ladder (off by default).
+    pub transcode: TranscodeConfig,
 }
 
 impl Default for HubConfig {
@@ -44,6 +57,7 @@ impl Default for HubConfig {
             grace_period: Duration::from_secs(10),
             ended_retention: Duration::from_secs(300),
             queue_depth: 8192,
+            transcode: TranscodeConfig::default(),
         }
     }
 }
@@ -245,7 +259,7 @@ pub struct StreamStatus {
 /// One rendition (rung) of a stream.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct RenditionStatus {
-    pub name: &'static str,
+    pub name: String,
     pub codec: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
@@ -257,14 +271,27 @@ pub struct RenditionStatus {
     pub sample_rate: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channels: Option<u8>,
+    /// Transcoded rungs: pictures encoded per second over the last second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encode_fps: Option<f64>,
+    /// Transcoded rungs: pictures dropped because the encoder fell behind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_frames: Option<u64>,
+    /// Transcoded rungs: how far the encoder is behind the decoder, ms of media.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
 }
 
 impl RenditionStatus {
-    fn of(video: Option<&AvcConfig>, audio: Option<&AacConfig>) -> Vec<RenditionStatus> {
+    fn of(
+        video: Option<&AvcConfig>,
+        audio: Option<&AacConfig>,
+        ladder: Option<&StreamLadder>,
+    ) -> Vec<RenditionStatus> {
         let mut out = Vec::new();
         if let Some(v) = video {
             out.push(RenditionStatus {
-                name: "source",
+                name: "source".into(),
                 codec: v.codec_string(),
                 width: Some(v.width),
                 height: Some(v.height),
@@ -274,17 +301,46 @@ impl RenditionStatus {
                     .map(|(num, den)| f64::from(num) / f64::from(den)),
                 sample_rate: None,
                 channels: None,
+                encode_fps: None,
+                dropped_frames: None,
+                lag_ms: None,
+            });
+        }
+        for (index, rung) in ladder.map_or(&[][..], |l| &l.rungs[..]).iter().enumerate() {
+            let stats = ladder
+                .and_then(|l| l.stats.get(index))
+                .copied()
+                .unwrap_or_default();
+            out.push(RenditionStatus {
+                name: rung.name.clone(),
+                codec: rung.avc.codec_string(),
+                width: Some(rung.avc.width),
+                height: Some(rung.avc.height),
+                frame_rate: rung
+                    .avc
+                    .frame_rate
+                    .filter(|(_, den)| *den > 0)
+                    .map(|(num, den)| f64::from(num) / f64::from(den)),
+                sample_rate: None,
+                channels: None,
+                // Two decimals are plenty for an operator, and keep the JSON short.
+                encode_fps: Some((stats.encoded_fps * 100.0).round() / 100.0),
+                dropped_frames: Some(stats.dropped_frames),
+                lag_ms: Some(u64::try_from(stats.lag_ticks.max(0) / 90).unwrap_or(0)),
             });
         }
         if let Some(a) = audio {
             out.push(RenditionStatus {
-                name: "audio",
+                name: "audio".into(),
                 codec: a.codec_string(),
                 width: None,
                 height: None,
                 frame_rate: None,
                 sample_rate: Some(a.sample_rate),
                 channels: Some(a.channels),
+                encode_fps: None,
+                dropped_frames: None,
+                lag_ms: None,
             });
         }
         out
@@ -302,12 +358,22 @@ pub fn hub(config: HubConfig, store: Arc<SegmentStore>) -> (HubHandle, StreamHub
         status: status.clone(),
         dropped_units: Arc::new(AtomicU64::new(0)),
     };
+    let (ladder_jobs, ladder_events, ladder_worker) = if config.transcode.enabled {
+        let (jobs, events, worker) = crate::ladder::channels(config.transcode.inbox_depth);
+        (Some(jobs), events, Some(worker))
+    } else {
+        (None, crossbeam_channel::never(), None)
+    };
     let hub = StreamHub {
         config,
         store,
         commands: rx,
         streams: HashMap::new(),
         status,
+        ladder_jobs,
+        ladder_events,
+        ladder_worker,
+        next_generation: 0,
     };
     (handle, hub)
 }
@@ -331,6 +397,21 @@ struct Stream {
     /// Payload bytes per second over a short window, for the input bitrate.
     meter: RateMeter,
     pending: Vec<StoreChange>,
+    /// The current publisher's ladder, while the worker runs it.
+    ladder: Option<StreamLadder>,
+}
+
+/// A stream's ladder as the hub sees it.
+#[derive(Debug)]
+struct StreamLadder {
+    generation: u64,
+    rungs: Vec<Rendition>,
+    /// Latest figures from the worker, by rung index.
+    stats: Vec<RungStats>,
+    /// The publisher is gone; its last segment waits for the ladder until then.
+    finishing_until: Option<Instant>,
+    /// Source units the worker's inbox had no room for.
+    dropped_units: u64,
 }
 
 /// The hub loop; see the module docs.
@@ -341,36 +422,64 @@ pub struct StreamHub {
     commands: Receiver<HubCommand>,
     streams: HashMap<Arc<str>, Stream>,
     status: Arc<ArcSwap<Vec<StreamStatus>>>,
+    /// The transcode worker's inbox (`None` with transcoding off).
+    ladder_jobs: Option<Sender<LadderJob>>,
+    ladder_events: Receiver<LadderEvent>,
+    /// The worker, until the engine takes it to run on the transcode core.
+    ladder_worker: Option<LadderWorker>,
+    next_generation: u64,
 }
 
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl StreamHub {
+    /// The transcode worker, to run on the transcode core (`None` with transcoding off, or
+    /// once taken). Without it running, streams that should get a ladder stay passthrough.
+    pub fn take_ladder_worker(&mut self) -> Option<LadderWorker> {
+        self.ladder_worker.take()
+    }
+
     /// Runs until every [`HubHandle`] is dropped.
     pub fn run(mut self) {
+        if self.ladder_worker.take().is_some() {
+            tracing::warn!("transcoding is on but no worker runs the ladders: passthrough only");
+            self.ladder_jobs = None;
+        }
         let mut next_status = Instant::now();
+        let commands = self.commands.clone();
+        let events = self.ladder_events.clone();
         loop {
             let now = Instant::now();
             let deadline = self
                 .next_deadline()
                 .map_or(next_status, |d| d.min(next_status));
-            match self
-                .commands
-                .recv_timeout(deadline.saturating_duration_since(now))
-            {
-                Ok(command) => {
+            crossbeam_channel::select! {
+                recv(commands) -> command => {
+                    let Ok(command) = command else {
+                        return;
+                    };
                     self.handle(command);
-                    // Drain what else is queued before the bookkeeping below: one turn per unit
-                    // would rebuild the status list far more often than anyone reads it.
-                    for _ in 0..4096 {
-                        let Ok(command) = self.commands.try_recv() else {
-                            break;
-                        };
-                        self.handle(command);
+                }
+                recv(events) -> event => {
+                    if let Ok(event) = event {
+                        self.handle_ladder_event(event);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+                default(deadline.saturating_duration_since(now)) => {}
+            }
+            // Drain what else is queued before the bookkeeping below: one turn per unit
+            // would rebuild the status list far more often than anyone reads it.
+            for _ in 0..4096 {
+                let Ok(command) = commands.try_recv() else {
+                    break;
+                };
+                self.handle(command);
+            }
+            for _ in 0..4096 {
+                let Ok(event) = events.try_recv() else {
+                    break;
+                };
+                self.handle_ladder_event(event);
             }
             let now = Instant::now();
             self.handle_timers(now);
@@ -384,11 +493,16 @@ impl StreamHub {
     fn next_deadline(&self) -> Option<Instant> {
         self.streams
             .values()
-            .filter_map(|s| match s.phase {
-                Phase::Live => None,
-                Phase::Grace { until } => Some(until),
-                Phase::Ended { remove_at } => Some(remove_at),
+            .flat_map(|s| {
+                let phase = match s.phase {
+                    Phase::Live => None,
+                    Phase::Grace { until } => Some(until),
+                    Phase::Ended { remove_at } => Some(remove_at),
+                };
+                let ladder = s.ladder.as_ref().and_then(|l| l.finishing_until);
+                [phase, ladder]
             })
+            .flatten()
             .min()
     }
 
@@ -413,6 +527,21 @@ impl StreamHub {
                     return;
                 }
                 s.meter.add(Instant::now(), unit.payload.len());
+                if let (Some(ladder), Some(jobs)) = (s.ladder.as_mut(), self.ladder_jobs.as_ref())
+                    && unit.kind() == TrackKind::Video
+                {
+                    let job = LadderJob::Unit {
+                        stream: stream.clone(),
+                        generation: ladder.generation,
+                        unit: unit.clone(),
+                    };
+                    if jobs.try_send(job).is_err() {
+                        ladder.dropped_units += 1;
+                        if ladder.dropped_units.is_power_of_two() {
+                            tracing::warn!(stream = %stream, dropped = ladder.dropped_units, "transcode worker queue full: the ladder misses source units");
+                        }
+                    }
+                }
                 s.packager.handle_unit(unix_ms(), unit);
                 self.flush(&stream);
             }
@@ -430,7 +559,23 @@ impl StreamHub {
                     return;
                 }
                 tracing::info!(stream = %stream, origin = %s.origin, %reason, grace_secs = grace.as_secs_f32(), "unpublished; waiting for the publisher to return");
-                s.packager.handle_publisher_gone(unix_ms());
+                // The last segment waits for the ladder's last units when it can.
+                let finishing = match (s.ladder.as_mut(), self.ladder_jobs.as_ref()) {
+                    (Some(ladder), Some(jobs)) => {
+                        let job = LadderJob::Finish {
+                            stream: stream.clone(),
+                            generation: ladder.generation,
+                        };
+                        let sent = jobs.send_timeout(job, Duration::from_millis(100)).is_ok();
+                        ladder.finishing_until = sent.then(|| Instant::now() + LADDER_FINISH_WAIT);
+                        sent
+                    }
+                    _ => false,
+                };
+                if !finishing {
+                    s.ladder = None;
+                    s.packager.handle_publisher_gone(unix_ms());
+                }
                 s.phase = Phase::Grace {
                     until: Instant::now() + grace,
                 };
@@ -449,6 +594,12 @@ impl StreamHub {
         audio: Option<AacConfig>,
     ) {
         let now_ms = unix_ms();
+        if let Some(old) = self.streams.get_mut(&stream).and_then(|s| s.ladder.take()) {
+            self.stop_ladder(&stream, old.generation);
+        }
+        let ladder = video
+            .as_ref()
+            .and_then(|avc| self.start_ladder(&stream, avc));
         let continuing = match self.streams.get(&stream) {
             Some(s) => match s.phase {
                 // A different publisher while live: the old one's `Gone` is still queued
@@ -476,6 +627,7 @@ impl StreamHub {
                     audio: None,
                     meter: RateMeter::default(),
                     pending: Vec::new(),
+                    ladder: None,
                 },
             );
         }
@@ -497,15 +649,136 @@ impl StreamHub {
         s.started_at_ms = now_ms;
         s.video = video.clone();
         s.audio = audio.clone();
-        s.packager.handle_start(now_ms, video, audio);
+        let renditions = ladder.as_ref().map_or_else(Vec::new, |l| l.rungs.clone());
+        s.ladder = ladder;
+        s.packager
+            .handle_start_renditions(now_ms, video, audio, renditions);
         self.flush(&stream);
         self.publish_status();
+    }
+
+    /// Builds the stream's ladder here (so the rungs' parameter sets are known before the
+    /// packager starts; a few ms of encoder set-up once per publish) and hands it to the
+    /// worker. `None`: no ladder for this stream, which then stays passthrough.
+    fn start_ladder(&mut self, stream: &Arc<str>, source: &AvcConfig) -> Option<StreamLadder> {
+        let jobs = self.ladder_jobs.as_ref()?;
+        if !self.config.transcode.transcodes(stream) {
+            return None;
+        }
+        let config = self
+            .config
+            .transcode
+            .ladder_config(self.config.packaging.target_duration);
+        let ladder = match Ladder::new(config, source) {
+            Ok(ladder) => ladder,
+            Err(e) => {
+                tracing::warn!(stream = %stream, error = %e, "transcode ladder not started: passthrough only");
+                return None;
+            }
+        };
+        let rungs: Vec<Rendition> = ladder
+            .rungs()
+            .map(|info| Rendition {
+                name: info.config.name.clone(),
+                avc: info.avc.clone(),
+            })
+            .collect();
+        if rungs.is_empty() {
+            tracing::info!(stream = %stream, height = source.height, "no rung fits under the source: passthrough only");
+            return None;
+        }
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let job = LadderJob::Start {
+            stream: stream.clone(),
+            generation,
+            ladder: Box::new(ladder),
+        };
+        if jobs.send_timeout(job, Duration::from_secs(1)).is_err() {
+            tracing::warn!(stream = %stream, "transcode worker not taking new ladders: passthrough only");
+            return None;
+        }
+        tracing::info!(
+            stream = %stream,
+            rungs = %rungs.iter().map(|r| format!("{} {}x{}", r.name, r.avc.width, r.avc.height)).collect::<Vec<_>>().join(", "),
+            "transcoding"
+        );
+        let count = rungs.len();
+        Some(StreamLadder {
+            generation,
+            rungs,
+            stats: vec![RungStats::default(); count],
+            finishing_until: None,
+            dropped_units: 0,
+        })
+    }
+
+    fn stop_ladder(&self, stream: &Arc<str>, generation: u64) {
+        if let Some(jobs) = self.ladder_jobs.as_ref() {
+            // Best effort: a worker too busy to hear it drops the ladder's units by generation.
+            let _ = jobs.try_send(LadderJob::Stop {
+                stream: stream.clone(),
+                generation,
+            });
+        }
+    }
+
+    fn handle_ladder_event(&mut self, event: LadderEvent) {
+        let (stream, generation) = match &event {
+            LadderEvent::Unit {
+                stream, generation, ..
+            }
+            | LadderEvent::Stats {
+                stream, generation, ..
+            }
+            | LadderEvent::Finished { stream, generation }
+            | LadderEvent::Failed { stream, generation } => (stream.clone(), *generation),
+        };
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let Some(ladder) = s.ladder.as_mut().filter(|l| l.generation == generation) else {
+            return;
+        };
+        match event {
+            LadderEvent::Unit { rung, unit, .. } => {
+                s.packager.handle_rendition_unit(unix_ms(), rung, unit);
+            }
+            LadderEvent::Stats { rungs, .. } => {
+                ladder.stats = rungs;
+                return;
+            }
+            LadderEvent::Finished { .. } | LadderEvent::Failed { .. } => {
+                let finishing = ladder.finishing_until.is_some();
+                s.ladder = None;
+                s.packager.handle_renditions_end(unix_ms());
+                if finishing {
+                    s.packager.handle_publisher_gone(unix_ms());
+                }
+            }
+        }
+        self.flush(&stream);
     }
 
     fn handle_timers(&mut self, now: Instant) {
         let mut changed = false;
         let names: Vec<Arc<str>> = self.streams.keys().cloned().collect();
         for name in names {
+            let Some(s) = self.streams.get_mut(&name) else {
+                continue;
+            };
+            let late_ladder = s.ladder.as_ref().filter(|l| {
+                l.finishing_until.is_some_and(|t| now >= t)
+                    || matches!(s.phase, Phase::Grace { until } if now >= until)
+            });
+            if let Some(generation) = late_ladder.map(|l| l.generation) {
+                tracing::warn!(stream = %name, "transcode ladder did not finish in time; its last units are lost");
+                s.ladder = None;
+                s.packager.handle_publisher_gone(unix_ms());
+                self.stop_ladder(&name, generation);
+                self.flush(&name);
+                changed = true;
+            }
             let Some(s) = self.streams.get_mut(&name) else {
                 continue;
             };
@@ -520,7 +793,9 @@ impl StreamHub {
                     changed = true;
                 }
                 Phase::Ended { remove_at } if now >= remove_at => {
-                    self.streams.remove(&name);
+                    if let Some(ladder) = self.streams.remove(&name).and_then(|s| s.ladder) {
+                        self.stop_ladder(&name, ladder.generation);
+                    }
                     self.store.remove_stream(&name);
                     tracing::info!(stream = %name, "ended stream removed");
                     changed = true;
@@ -576,7 +851,11 @@ impl StreamHub {
                 } else {
                     0
                 },
-                renditions: RenditionStatus::of(s.video.as_ref(), s.audio.as_ref()),
+                renditions: RenditionStatus::of(
+                    s.video.as_ref(),
+                    s.audio.as_ref(),
+                    s.ladder.as_ref(),
+                ),
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -659,144 +938,5 @@ pub fn unix_ms() -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_names_are_url_safe() {
-        assert!(valid_stream_name("demo"));
-        assert!(valid_stream_name("cam-1_hd.v2"));
-        for bad in ["", ".", "..", "a/b", "a b", "x?y", "ü"] {
-            assert!(!valid_stream_name(bad), "{bad:?}");
-        }
-        assert!(!valid_stream_name(&"a".repeat(129)));
-    }
-
-    #[test]
-    fn second_claim_of_a_live_name_is_refused_until_released() {
-        let (handle, _hub) = hub(HubConfig::default(), Arc::new(SegmentStore::new()));
-        let first = handle.claim("cam", "test").expect("free name");
-        assert_eq!(
-            handle.claim("cam", "test").unwrap_err(),
-            ClaimError::NameInUse("cam".into())
-        );
-        assert_eq!(
-            handle.claim("a/b", "test").unwrap_err(),
-            ClaimError::BadName("a/b".into())
-        );
-        drop(first);
-        assert!(handle.claim("cam", "test").is_ok());
-    }
-
-    fn avc() -> AvcConfig {
-        AvcConfig {
-            record: bytes::Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 2, 0x67, 0x64]),
-            sps: vec![bytes::Bytes::from_static(&[0x67, 0x64, 0x00, 0x1f])],
-            pps: vec![bytes::Bytes::from_static(&[0x68, 0xeb])],
-            profile_idc: 0x64,
-            constraint_flags: 0,
-            level_idc: 0x1f,
-            width: 320,
-            height: 180,
-            frame_rate: Some((30, 1)),
-        }
-    }
-
-    fn frame(index: i64) -> AccessUnit {
-        let keyframe = index % 30 == 0;
-        AccessUnit {
-            codec: media::Codec::H264,
-            pts: index * 3000,
-            dts: index * 3000,
-            keyframe,
-            payload: bytes::Bytes::from(vec![0, 0, 0, 2, if keyframe { 0x65 } else { 0x41 }, 0x80]),
-        }
-    }
-
-    fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !check() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn playlist(store: &SegmentStore) -> String {
-        store
-            .lookup("/live/cam/source/index.m3u8")
-            .map(|o| String::from_utf8_lossy(&o.body).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// The life cycle through the real packager: publish, drop, return within the grace
-    /// period (same playlist, a discontinuity), drop again, end, removal.
-    #[test]
-    fn publisher_life_cycle_reaches_the_store() {
-        let store = Arc::new(SegmentStore::new());
-        let config = HubConfig {
-            packaging: PackagerConfig {
-                target_duration: Duration::from_secs(1),
-                window: 10,
-            },
-            grace_period: Duration::from_millis(300),
-            ended_retention: Duration::from_millis(300),
-            queue_depth: 1024,
-        };
-        let (handle, stream_hub) = hub(config, store.clone());
-        let thread = std::thread::spawn(move || stream_hub.run());
-
-        let mut claim = handle.claim("cam", "test 1").expect("free");
-        claim.start(Some(avc()), None);
-        (0..95).for_each(|i| claim.send_unit(frame(i)));
-        wait_until("three 1 s segments", || {
-            playlist(&store).matches(".m4s").count() >= 3
-        });
-        let object = store.lookup("/live/cam/source/0.m4s").expect("segment 0");
-        assert_eq!(object.content_type, content_type::MP4_VIDEO);
-        assert_eq!(object.cache, CachePolicy::Immutable);
-        let master = store.lookup("/live/cam/index.m3u8").expect("multivariant");
-        assert_eq!(master.content_type, content_type::HLS_PLAYLIST);
-        assert!(matches!(master.cache, CachePolicy::Live { .. }));
-        wait_until("status", || {
-            handle
-                .status()
-                .iter()
-                .any(|s| s.name == "cam" && s.state == "live")
-        });
-
-        drop(claim);
-        wait_until("reconnecting", || {
-            handle
-                .status()
-                .iter()
-                .any(|s| s.name == "cam" && s.state == "reconnecting")
-        });
-        let mut claim = handle.claim("cam", "test 2").expect("released on drop");
-        claim.start(Some(avc()), None);
-        (0..65).for_each(|i| claim.send_unit(frame(i)));
-        wait_until("a discontinuity", || {
-            playlist(&store).contains("#EXT-X-DISCONTINUITY")
-        });
-        assert!(playlist(&store).contains("#EXT-X-MEDIA-SEQUENCE:0"));
-        drop(claim);
-        wait_until("the end", || playlist(&store).contains("#EXT-X-ENDLIST"));
-        wait_until("removal", || !store.has_stream("cam"));
-        wait_until("status cleared", || handle.status().is_empty());
-        drop(handle);
-        thread.join().expect("hub ends when every handle is gone");
-    }
-
-    #[test]
-    fn rate_meter_averages_full_seconds() {
-        let mut meter = RateMeter::default();
-        let t0 = Instant::now();
-        for s in 0..4u64 {
-            for _ in 0..10 {
-                meter.add(t0 + Duration::from_millis(s * 1000 + 50), 12_500);
-            }
-        }
-        // 125,000 bytes per second = 1,000 kbit/s.
-        assert_eq!(meter.kbps(t0 + Duration::from_millis(4_100)), 1000);
-        assert_eq!(RateMeter::default().kbps(t0), 0);
-    }
-}
+#[path = "hub_tests.rs"]
+mod tests;

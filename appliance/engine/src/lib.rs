@@ -6,6 +6,7 @@ pub mod api;
 pub mod delivery;
 pub mod demo;
 pub mod hub;
+pub mod ladder;
 pub mod plan;
 pub mod rtmp;
 pub mod store;
@@ -17,6 +18,7 @@ use std::thread::JoinHandle;
 
 pub use delivery::{DeliveryConfig, DeliveryWorker};
 pub use hub::{HubConfig, HubHandle};
+pub use ladder::TranscodeConfig;
 pub use plan::{CorePlan, Role};
 pub use rtmp::RtmpConfig;
 pub use store::SegmentStore;
@@ -155,8 +157,14 @@ impl Engine {
         }
         let http_addr = delivery_config.listen;
 
-        let (hub, stream_hub) = hub::hub(config.hub.clone(), store.clone());
+        let (hub, mut stream_hub) = hub::hub(config.hub.clone(), store.clone());
         let mut threads = Vec::new();
+        if let Some(worker) = stream_hub.take_ladder_worker() {
+            threads.push(
+                plan.spawn(Role::Transcode, "cc-transcode", move || worker.run())
+                    .map_err(|e| EngineError::Thread("transcode", e))?,
+            );
+        }
         threads.push(
             plan.spawn(Role::Package, "cc-hub", move || stream_hub.run())
                 .map_err(|e| EngineError::Thread("hub", e))?,

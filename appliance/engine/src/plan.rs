@@ -13,7 +13,7 @@ pub enum Role {
     Ingest,
     /// The stream hub: packaging and publishing into the segment store.
     Package,
-    /// Encoding: the demo source now, the transcode ladder later.
+    /// Encoding: the demo source and the transcode worker (every stream's ladder).
     Transcode,
     /// The control API.
     Control,

@@ -10,7 +10,10 @@
 //!   place on the timeline, which is how dash.js expects a discontinuity.
 //! - Per Period, one video and one audio `AdaptationSet` (CMAF: one track per file), each with
 //!   a `SegmentTemplate` (§5.3.9.4) using `$RepresentationID$` and `$Number$`, and a
-//!   `SegmentTimeline` (§5.3.9.6) with exact durations, run-length coded with `@r`.
+//!   `SegmentTimeline` (§5.3.9.6) with exact durations, run-length coded with `@r`. The video
+//!   AdaptationSet has one `Representation` per video rendition (the source and each
+//!   transcoded rung); they share the template and timeline, which is what aligned IDRs and
+//!   shared segment numbers buy (`segmentAlignment`, §5.3.3.2).
 //! - `UTCTiming` (§5.8.4.11) with `urn:mpeg:dash:utc:direct:2014`, so clients measure their
 //!   offset to our clock instead of trusting their own.
 
@@ -71,15 +74,23 @@ pub struct SegmentTimeline {
     pub segments: Vec<(u64, u64)>,
 }
 
-/// The video AdaptationSet with its single Representation `source`.
+/// One video Representation; its `id` is also the folder its segments live in.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VideoAdaptationSet {
+pub struct VideoRepresentation {
+    pub id: String,
     pub codecs: String,
     pub width: u32,
     pub height: u32,
     /// Frames per second as (numerator, denominator).
     pub frame_rate: (u32, u32),
     pub bandwidth: u64,
+}
+
+/// The video AdaptationSet: every video rendition over one shared segment timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoAdaptationSet {
+    /// The source (`VIDEO_REPRESENTATION`) first, then the rungs.
+    pub representations: Vec<VideoRepresentation>,
     pub timeline: SegmentTimeline,
 }
 
@@ -161,26 +172,29 @@ fn render_period(out: &mut String, period: &Period) {
         duration_ticks_90k(period.start_ticks)
     );
     if let Some(video) = &period.video {
-        let (num, den) = video.frame_rate;
-        let frame_rate = if den == 1 {
-            num.to_string()
-        } else {
-            format!("{num}/{den}")
-        };
         out.push_str(
             "    <AdaptationSet id=\"0\" contentType=\"video\" mimeType=\"video/mp4\" \
              segmentAlignment=\"true\" startWithSAP=\"1\">\n",
         );
         render_template(out, &video.timeline);
-        let _ = writeln!(
-            out,
-            "      <Representation id=\"{VIDEO_REPRESENTATION}\" codecs=\"{}\" width=\"{}\" \
-             height=\"{}\" frameRate=\"{frame_rate}\" sar=\"1:1\" bandwidth=\"{}\"/>",
-            escape(&video.codecs),
-            video.width,
-            video.height,
-            video.bandwidth
-        );
+        for representation in &video.representations {
+            let (num, den) = representation.frame_rate;
+            let frame_rate = if den == 1 {
+                num.to_string()
+            } else {
+                format!("{num}/{den}")
+            };
+            let _ = writeln!(
+                out,
+                "      <Representation id=\"{}\" codecs=\"{}\" width=\"{}\" \
+                 height=\"{}\" frameRate=\"{frame_rate}\" sar=\"1:1\" bandwidth=\"{}\"/>",
+                escape(&representation.id),
+                escape(&representation.codecs),
+                representation.width,
+                representation.height,
+                representation.bandwidth
+            );
+        }
         out.push_str("    </AdaptationSet>\n");
     }
     if let Some(audio) = &period.audio {
@@ -316,11 +330,24 @@ mod tests {
                 id: "0".into(),
                 start_ticks: 0,
                 video: Some(VideoAdaptationSet {
-                    codecs: "avc1.64001f".into(),
-                    width: 1280,
-                    height: 720,
-                    frame_rate: (30, 1),
-                    bandwidth: 2_000_000,
+                    representations: vec![
+                        VideoRepresentation {
+                            id: VIDEO_REPRESENTATION.into(),
+                            codecs: "avc1.64001f".into(),
+                            width: 1280,
+                            height: 720,
+                            frame_rate: (30, 1),
+                            bandwidth: 2_000_000,
+                        },
+                        VideoRepresentation {
+                            id: "360p".into(),
+                            codecs: "avc1.64001e".into(),
+                            width: 640,
+                            height: 360,
+                            frame_rate: (30, 1),
+                            bandwidth: 800_000,
+                        },
+                    ],
                     timeline: timeline(90_000, vec![(6006, 180_000), (186_006, 180_000)]),
                 }),
                 audio: Some(AudioAdaptationSet {
@@ -342,6 +369,7 @@ mod tests {
         </SegmentTimeline>
       </SegmentTemplate>
       <Representation id="source" codecs="avc1.64001f" width="1280" height="720" frameRate="30" sar="1:1" bandwidth="2000000"/>
+      <Representation id="360p" codecs="avc1.64001e" width="640" height="360" frameRate="30" sar="1:1" bandwidth="800000"/>
     </AdaptationSet>
     <AdaptationSet id="1" contentType="audio" mimeType="audio/mp4" lang="und" segmentAlignment="true" startWithSAP="1">
       <AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="2"/>
@@ -367,11 +395,14 @@ mod tests {
         second_timeline.init_name = "init-1.mp4".into();
         second_timeline.start_number = 5;
         let video = |timeline| VideoAdaptationSet {
-            codecs: "avc1.42c01e".into(),
-            width: 640,
-            height: 360,
-            frame_rate: (30_000, 1001),
-            bandwidth: 800_000,
+            representations: vec![VideoRepresentation {
+                id: VIDEO_REPRESENTATION.into(),
+                codecs: "avc1.42c01e".into(),
+                width: 640,
+                height: 360,
+                frame_rate: (30_000, 1001),
+                bandwidth: 800_000,
+            }],
             timeline,
         };
         let mpd = Mpd {

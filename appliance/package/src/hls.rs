@@ -14,8 +14,9 @@
 //!   outside an I-frame playlist), 3 for TS playlists and the multivariant playlist (decimal
 //!   EXTINF; nothing in the multivariant needs more).
 //! - Multivariant playlist (§4.4.6): `EXT-X-MEDIA` for the audio rendition group (§4.4.6.1) and
-//!   one `EXT-X-STREAM-INF` (§4.4.6.2) with BANDWIDTH, AVERAGE-BANDWIDTH, CODECS, RESOLUTION,
-//!   FRAME-RATE and AUDIO.
+//!   one `EXT-X-STREAM-INF` (§4.4.6.2) per video rendition (the source and each transcoded
+//!   rung) with BANDWIDTH, AVERAGE-BANDWIDTH, CODECS, RESOLUTION, FRAME-RATE and AUDIO; every
+//!   variant refers to the same audio group.
 
 use std::fmt::Write as _;
 
@@ -69,7 +70,7 @@ pub struct MediaPlaylist {
     pub ended: bool,
 }
 
-/// The single variant of a multivariant playlist.
+/// One variant (`EXT-X-STREAM-INF`) of a multivariant playlist.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Variant {
     /// Peak segment bit rate, bits/s (video and audio together).
@@ -94,10 +95,11 @@ pub struct AudioRendition {
     pub uri: String,
 }
 
-/// A multivariant playlist with one variant and at most one audio rendition.
+/// A multivariant playlist: its variants and at most one audio rendition, shared by all.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MultivariantPlaylist {
-    pub variant: Variant,
+    /// In the order they are listed; clients that do not measure first start with the first.
+    pub variants: Vec<Variant>,
     /// `None` for video-only and for audio-only streams (whose variant *is* the audio).
     pub audio: Option<AudioRendition>,
 }
@@ -177,25 +179,26 @@ pub fn render_multivariant_playlist(playlist: &MultivariantPlaylist) -> String {
             audio.name, audio.channels, audio.uri
         );
     }
-    let variant = &playlist.variant;
-    let _ = write!(
-        out,
-        "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"",
-        variant.bandwidth,
-        variant.average_bandwidth,
-        variant.codecs.join(",")
-    );
-    if let Some((width, height)) = variant.resolution {
-        let _ = write!(out, ",RESOLUTION={width}x{height}");
+    for variant in &playlist.variants {
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"",
+            variant.bandwidth,
+            variant.average_bandwidth,
+            variant.codecs.join(",")
+        );
+        if let Some((width, height)) = variant.resolution {
+            let _ = write!(out, ",RESOLUTION={width}x{height}");
+        }
+        if let Some((frames, seconds)) = variant.frame_rate {
+            let rate = format_seconds(u64::from(frames), seconds, 3);
+            let _ = write!(out, ",FRAME-RATE={rate}");
+        }
+        if playlist.audio.is_some() {
+            let _ = write!(out, ",AUDIO=\"{AUDIO_GROUP}\"");
+        }
+        let _ = writeln!(out, "\n{}", variant.uri);
     }
-    if let Some((frames, seconds)) = variant.frame_rate {
-        let rate = format_seconds(u64::from(frames), seconds, 3);
-        let _ = write!(out, ",FRAME-RATE={rate}");
-    }
-    if playlist.audio.is_some() {
-        let _ = write!(out, ",AUDIO=\"{AUDIO_GROUP}\"");
-    }
-    let _ = writeln!(out, "\n{}", variant.uri);
     out
 }
 
@@ -328,14 +331,24 @@ mod tests {
     #[test]
     fn multivariant_with_audio_group() {
         let playlist = MultivariantPlaylist {
-            variant: Variant {
-                bandwidth: 2_500_000,
-                average_bandwidth: 2_000_000,
-                codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
-                resolution: Some((1280, 720)),
-                frame_rate: Some((30_000, 1001)),
-                uri: "source/index.m3u8".into(),
-            },
+            variants: vec![
+                Variant {
+                    bandwidth: 2_500_000,
+                    average_bandwidth: 2_000_000,
+                    codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
+                    resolution: Some((1280, 720)),
+                    frame_rate: Some((30_000, 1001)),
+                    uri: "source/index.m3u8".into(),
+                },
+                Variant {
+                    bandwidth: 900_000,
+                    average_bandwidth: 700_000,
+                    codecs: vec!["avc1.64001e".into(), "mp4a.40.2".into()],
+                    resolution: Some((640, 360)),
+                    frame_rate: Some((30, 1)),
+                    uri: "360p/index.m3u8".into(),
+                },
+            ],
             audio: Some(AudioRendition {
                 name: "audio".into(),
                 channels: 2,
@@ -349,21 +362,24 @@ mod tests {
              AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/index.m3u8\"\n\
              #EXT-X-STREAM-INF:BANDWIDTH=2500000,AVERAGE-BANDWIDTH=2000000,\
              CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=29.970,\
-             AUDIO=\"audio\"\nsource/index.m3u8\n"
+             AUDIO=\"audio\"\nsource/index.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=900000,AVERAGE-BANDWIDTH=700000,\
+             CODECS=\"avc1.64001e,mp4a.40.2\",RESOLUTION=640x360,FRAME-RATE=30.000,\
+             AUDIO=\"audio\"\n360p/index.m3u8\n"
         );
     }
 
     #[test]
     fn audio_only_multivariant() {
         let playlist = MultivariantPlaylist {
-            variant: Variant {
+            variants: vec![Variant {
                 bandwidth: 130_000,
                 average_bandwidth: 128_000,
                 codecs: vec!["mp4a.40.2".into()],
                 resolution: None,
                 frame_rate: None,
                 uri: "audio/index.m3u8".into(),
-            },
+            }],
             audio: None,
         };
         assert_eq!(

@@ -8,4 +8,4 @@ pub mod hls;
 pub mod live;
 pub mod ts;
 
-pub use live::{LivePackager, ObjectKind, PackagerConfig, PackagerOutput};
+pub use live::{LivePackager, ObjectKind, PackagerConfig, PackagerOutput, Rendition};

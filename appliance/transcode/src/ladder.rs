@@ -18,7 +18,8 @@
 //! go on with the next picture. If a segment's first unit is lost that way, the next picture
 //! that comes out takes its IDR (counted as `misaligned_boundaries`).
 //!
-//! Not done here: engine wiring, rebuilding on a resolution change mid-stream (it is an error
+//! The engine runs ladders on its transcode thread (engine::ladder). Not done here: rebuilding
+//! on a resolution change mid-stream (it is an error
 //! today), HEVC input, AV1 and NVENC rungs, audio.
 
 pub mod config;

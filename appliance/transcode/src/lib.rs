@@ -2,7 +2,7 @@
 //!
 //! - [`Ladder`]: one source H.264 stream decoded once, scaled per rung and encoded with x264,
 //!   every rung with IDRs at exactly the pts where the packager cuts the source rendition
-//!   ([`SegmentClock`]). Not wired into the engine yet; see docs/transcode.md.
+//!   ([`SegmentClock`]). The engine runs it on the transcode core (docs/transcode.md).
 //! - [`DemoSource`]: the built-in synthetic stream (docs/demo.md).
 //!
 //! Like the protocol crates it reads no clock: media time and wall time come in as arguments.

@@ -33,16 +33,25 @@ pub struct SegmentRecord {
     pub discontinuity: bool,
     pub video: Option<TrackPart>,
     pub audio: Option<TrackPart>,
+    /// The transcoded video renditions, in the stream's rung order (empty without a ladder).
+    /// Their timing is the source's: same start, same duration.
+    pub rungs: Vec<TrackPart>,
     /// The muxed MPEG-TS segment, on 90 kHz.
     pub ts: TrackPart,
 }
 
 impl SegmentRecord {
-    /// Store paths of this segment's objects (gaps have none).
-    pub fn paths(&self) -> Vec<String> {
-        let mut paths = Vec::with_capacity(3);
+    /// Store paths of this segment's objects (gaps have none). `rung_names` are the stream's
+    /// rungs, in the order of [`Self::rungs`].
+    pub fn paths(&self, rung_names: &[String]) -> Vec<String> {
+        let mut paths = Vec::with_capacity(3 + self.rungs.len());
         if self.video.as_ref().is_some_and(|part| !part.gap) {
             paths.push(format!("source/{}.m4s", self.number));
+        }
+        for (name, part) in rung_names.iter().zip(&self.rungs) {
+            if !part.gap {
+                paths.push(format!("{name}/{}.m4s", self.number));
+            }
         }
         if self.audio.as_ref().is_some_and(|part| !part.gap) {
             paths.push(format!("audio/{}.m4s", self.number));
@@ -61,6 +70,10 @@ pub struct PeriodInfo {
     pub start: i64,
     pub video: Option<(AvcConfig, String)>,
     pub audio: Option<(AacConfig, String)>,
+    /// Parameters of each of the stream's rungs in this period (`None`: this publisher's ladder
+    /// lacks it). Their init segments share the source's file name (the DASH template is one
+    /// per AdaptationSet).
+    pub rungs: Vec<Option<AvcConfig>>,
     /// Video samples and their total duration published in this period (measured frame rate).
     pub video_samples: u64,
     pub video_ticks: u64,
@@ -70,6 +83,12 @@ impl PeriodInfo {
     /// Frames per second as a fraction: the SPS timing if it has one, else measured.
     pub fn frame_rate(&self) -> Option<(u32, u32)> {
         let (avc, _) = self.video.as_ref()?;
+        self.rendition_frame_rate(avc)
+    }
+
+    /// A video rendition's frame rate: its SPS timing, else the source's measured rate (a rung
+    /// has the source's pictures).
+    pub fn rendition_frame_rate(&self, avc: &AvcConfig) -> Option<(u32, u32)> {
         if let Some(rate) = avc.frame_rate.filter(|&(num, den)| num > 0 && den > 0) {
             return Some(rate);
         }
@@ -93,7 +112,8 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
     a
 }
 
-/// Bit rates measured over every segment published so far.
+/// Bit rates measured over every segment published so far. The top-level figures are the
+/// source variant's (source video + audio); `rungs` are each rung's variant (rung + audio).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Bitrates {
     pub peak_total: u64,
@@ -101,15 +121,56 @@ pub struct Bitrates {
     pub peak_audio: u64,
     bytes: u64,
     ticks: u64,
+    pub rungs: Vec<VariantRate>,
+}
+
+/// Peak and average of one rung's variant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VariantRate {
+    pub peak_total: u64,
+    pub peak_video: u64,
+    bytes: u64,
+    ticks: u64,
+}
+
+impl VariantRate {
+    pub fn average_total(&self) -> u64 {
+        (self.bytes * 8 * u64::from(VIDEO_TIMESCALE))
+            .checked_div(self.ticks)
+            .unwrap_or(0)
+    }
+}
+
+fn rate(bytes: u64, ticks: u64, timescale: u32) -> u64 {
+    (bytes * 8 * u64::from(timescale))
+        .checked_div(ticks)
+        .unwrap_or(0)
 }
 
 impl Bitrates {
     pub fn add(&mut self, record: &SegmentRecord) {
-        let rate = |bytes: u64, ticks: u64, timescale: u32| {
-            (bytes * 8 * u64::from(timescale))
-                .checked_div(ticks)
-                .unwrap_or(0)
-        };
+        let audio_bytes = record
+            .audio
+            .as_ref()
+            .filter(|p| !p.gap)
+            .map_or(0, |p| p.bytes);
+        if self.rungs.len() < record.rungs.len() {
+            self.rungs
+                .resize(record.rungs.len(), VariantRate::default());
+        }
+        for (variant, part) in self.rungs.iter_mut().zip(&record.rungs) {
+            let video = if part.gap { 0 } else { part.bytes };
+            variant.peak_video = variant
+                .peak_video
+                .max(rate(video, part.duration, part.timescale));
+            let bytes = video + audio_bytes;
+            variant.peak_total =
+                variant
+                    .peak_total
+                    .max(rate(bytes, record.ts.duration, VIDEO_TIMESCALE));
+            variant.bytes += bytes;
+            variant.ticks += record.ts.duration;
+        }
         let video = record.video.as_ref().filter(|p| !p.gap);
         let audio = record.audio.as_ref().filter(|p| !p.gap);
         if let Some(v) = video {
@@ -137,6 +198,8 @@ impl Bitrates {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RenderContext {
     pub has_video: bool,
+    /// The stream's rungs (folder names), in the order of [`SegmentRecord::rungs`].
+    pub rung_names: Vec<String>,
     pub has_audio: bool,
     pub window: usize,
     pub target_ms: u64,
@@ -220,41 +283,63 @@ impl SegmentIndex {
         })
     }
 
-    /// The multivariant playlist, from the latest Period's parameters.
+    /// The multivariant playlist, from the latest Period's parameters: a variant for the
+    /// source and one for each rung the latest publisher's ladder has.
     pub fn multivariant_playlist(&self, context: &RenderContext, rates: &Bitrates) -> String {
         let period = self.periods.last();
         let video = period.and_then(|p| p.video.as_ref());
         let audio = period.and_then(|p| p.audio.as_ref());
-        let mut codecs = Vec::new();
-        if context.has_video {
-            codecs.extend(video.map(|(avc, _)| avc.codec_string()));
-        }
-        if context.has_audio {
-            codecs.extend(audio.map(|(aac, _)| aac.codec_string()));
-        }
-        let (uri, resolution, frame_rate) = if context.has_video {
-            (
-                "source/index.m3u8",
-                video.map(|(avc, _)| (avc.width, avc.height)),
-                period.and_then(PeriodInfo::frame_rate),
-            )
-        } else {
-            ("audio/index.m3u8", None, None)
+        let audio_codec = audio
+            .filter(|_| context.has_audio)
+            .map(|(aac, _)| aac.codec_string());
+        let codecs = |video: Option<&AvcConfig>| {
+            let mut codecs = Vec::with_capacity(2);
+            codecs.extend(video.map(AvcConfig::codec_string));
+            codecs.extend(audio_codec.clone());
+            codecs
         };
+        let mut variants = Vec::with_capacity(1 + context.rung_names.len());
+        if context.has_video {
+            variants.push(hls::Variant {
+                bandwidth: rates.peak_total,
+                average_bandwidth: rates.average_total(),
+                codecs: codecs(video.map(|(avc, _)| avc)),
+                resolution: video.map(|(avc, _)| (avc.width, avc.height)),
+                frame_rate: period.and_then(PeriodInfo::frame_rate),
+                uri: "source/index.m3u8".into(),
+            });
+            let rungs = period.map_or(&[][..], |p| &p.rungs[..]);
+            for (index, (name, avc)) in context.rung_names.iter().zip(rungs).enumerate() {
+                let (Some(avc), Some(info)) = (avc, period) else {
+                    continue;
+                };
+                let rate = rates.rungs.get(index).cloned().unwrap_or_default();
+                variants.push(hls::Variant {
+                    bandwidth: rate.peak_total,
+                    average_bandwidth: rate.average_total(),
+                    codecs: codecs(Some(avc)),
+                    resolution: Some((avc.width, avc.height)),
+                    frame_rate: info.rendition_frame_rate(avc),
+                    uri: format!("{name}/index.m3u8"),
+                });
+            }
+        } else {
+            variants.push(hls::Variant {
+                bandwidth: rates.peak_total,
+                average_bandwidth: rates.average_total(),
+                codecs: codecs(None),
+                resolution: None,
+                frame_rate: None,
+                uri: "audio/index.m3u8".into(),
+            });
+        }
         let rendition = (context.has_video && context.has_audio).then(|| hls::AudioRendition {
             name: "audio".into(),
             channels: audio.map_or(2, |(aac, _)| aac.channels),
             uri: "audio/index.m3u8".into(),
         });
         hls::render_multivariant_playlist(&hls::MultivariantPlaylist {
-            variant: hls::Variant {
-                bandwidth: rates.peak_total,
-                average_bandwidth: rates.average_total(),
-                codecs,
-                resolution,
-                frame_rate,
-                uri: uri.into(),
-            },
+            variants,
             audio: rendition,
         })
     }
@@ -303,13 +388,33 @@ impl SegmentIndex {
                 .video
                 .as_ref()
                 .filter(|_| context.has_video)
-                .map(|(avc, _)| dash::VideoAdaptationSet {
-                    codecs: avc.codec_string(),
-                    width: avc.width,
-                    height: avc.height,
-                    frame_rate: info.frame_rate().unwrap_or((30, 1)),
-                    bandwidth: rates.peak_video,
-                    timeline: timeline(|r| r.video.as_ref(), VIDEO_TIMESCALE),
+                .map(|(avc, _)| {
+                    let representation =
+                        |id: &str, avc: &AvcConfig, bandwidth: u64| dash::VideoRepresentation {
+                            id: id.to_owned(),
+                            codecs: avc.codec_string(),
+                            width: avc.width,
+                            height: avc.height,
+                            frame_rate: info.rendition_frame_rate(avc).unwrap_or((30, 1)),
+                            bandwidth,
+                        };
+                    let mut representations = vec![representation(
+                        dash::VIDEO_REPRESENTATION,
+                        avc,
+                        rates.peak_video,
+                    )];
+                    for (index, (name, rung)) in
+                        context.rung_names.iter().zip(&info.rungs).enumerate()
+                    {
+                        if let Some(rung) = rung {
+                            let peak = rates.rungs.get(index).map_or(0, |r| r.peak_video);
+                            representations.push(representation(name, rung, peak));
+                        }
+                    }
+                    dash::VideoAdaptationSet {
+                        representations,
+                        timeline: timeline(|r| r.video.as_ref(), VIDEO_TIMESCALE),
+                    }
                 });
             let audio = info
                 .audio

@@ -5,9 +5,15 @@
 //! Object paths (relative to `/live/<stream>/`):
 //! `index.m3u8` (multivariant), `index.mpd`, `source/index.m3u8`, `source/init.mp4`,
 //! `source/N.m4s` (video), `audio/index.m3u8`, `audio/init.mp4`, `audio/N.m4s`,
-//! `ts/index.m3u8`, `ts/N.ts` (video and audio muxed, same boundaries). A returning publisher
-//! whose codec parameters differ gets a new init segment, `init-<period>.mp4`, so the segments
-//! still listed before the discontinuity keep theirs.
+//! `ts/index.m3u8`, `ts/N.ts` (source video and audio muxed, same boundaries). A returning
+//! publisher whose codec parameters differ gets a new init segment, `init-<period>.mp4`, so the
+//! segments still listed before the discontinuity keep theirs.
+//!
+//! Transcoded renditions ([`LivePackager::handle_start_renditions`]) add `<name>/index.m3u8`,
+//! `<name>/init.mp4`, `<name>/N.m4s` per rung. A rung is cut where the source is cut (the
+//! ladder puts its IDRs there), so segment N of every rendition covers the same time; segment N
+//! is published once every rung has it, or once the source has run `target_duration` past its
+//! end (a lagging rung then gets what it has, or a gap).
 //!
 //! Run-loop contract: call a `handle_*` method, then drain [`LivePackager::poll_output`] until
 //! `None`. Outputs come in batches ended by [`PackagerOutput::Commit`]; publish each batch
@@ -26,7 +32,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use media::{AacConfig, AccessUnit, AvcConfig, TrackConfig, VIDEO_TIMESCALE, rescale};
+use media::{AacConfig, AccessUnit, AvcConfig, TrackConfig, TrackKind, VIDEO_TIMESCALE, rescale};
 
 use crate::fmp4;
 use crate::hls::SegmentFormat;
@@ -40,6 +46,33 @@ pub const VIDEO_TRACK_ID: u32 = 1;
 pub const AUDIO_TRACK_ID: u32 = 2;
 /// A segment with no keyframe is cut anyway at this many target durations.
 pub const MAX_SEGMENT_TARGETS: u32 = 5;
+/// Rung units held while their segment is not cut yet; past this the oldest are dropped (a
+/// ladder far ahead of the source cannot happen, so this only bounds a broken caller).
+const MAX_PENDING_RUNG_UNITS: usize = 2048;
+/// Folder names a rung may not take.
+const RESERVED_NAMES: [&str; 3] = ["source", "audio", "ts"];
+
+/// A transcoded video rendition (a rung of the ladder) of the stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendition {
+    /// Folder and DASH Representation id, e.g. `720p`: letters, digits, `-`, `_`, `.`, and not
+    /// `source`, `audio` or `ts`.
+    pub name: String,
+    /// The rung's parameter sets (its init segment, CODECS, RESOLUTION).
+    pub avc: AvcConfig,
+}
+
+/// Whether `name` can be a rung's folder.
+pub fn valid_rendition_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !RESERVED_NAMES.contains(&name)
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
 
 /// Settings of a stream's packager.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +138,22 @@ struct Session {
     anchor: (i64, i64),
     /// The Period's init segments are in the store.
     init_published: bool,
+    /// This publisher's rungs, in the order given to `handle_start_renditions`.
+    rungs: Vec<SessionRung>,
+    /// Segments cut from the source, waiting for their rungs.
+    awaiting_rungs: VecDeque<CutSegment>,
+    /// No more rung units will come (the ladder ended or failed): publish without waiting.
+    rungs_ended: bool,
+}
+
+/// One rung's units of the current session, waiting for the segment they belong to.
+#[derive(Debug)]
+struct SessionRung {
+    /// Index among the stream's rungs; `None` for a rung the stream does not have.
+    stream_index: Option<usize>,
+    /// Units as the ladder made them: the source's input pts, decode order.
+    pending: VecDeque<AccessUnit>,
+    newest_input_pts: Option<i64>,
 }
 
 /// See the module docs.
@@ -127,6 +176,9 @@ pub struct LivePackager {
     longest_segment_ms: u64,
     ended: bool,
     dropped_units: u64,
+    /// The stream's rungs (folder names), fixed by the first publisher like its tracks.
+    rung_names: Option<Vec<String>>,
+    late_rendition_units: u64,
 }
 
 impl LivePackager {
@@ -154,6 +206,8 @@ impl LivePackager {
             longest_segment_ms: 0,
             ended: false,
             dropped_units: 0,
+            rung_names: None,
+            late_rendition_units: 0,
         }
     }
 
@@ -167,6 +221,23 @@ impl LivePackager {
         video: Option<AvcConfig>,
         audio: Option<AacConfig>,
     ) {
+        self.handle_start_renditions(wall_clock_ms, video, audio, Vec::new());
+    }
+
+    /// As [`Self::handle_start`], with transcoded video renditions beside the source. Their
+    /// units come through [`Self::handle_rendition_unit`], `rendition` being the index in
+    /// `rungs`, carrying the source's input timestamps (the ladder keeps them). The first
+    /// start fixes the stream's rungs, as it fixes its tracks: a returning publisher's extra
+    /// rungs are ignored and rungs it lacks become gaps. Rungs with an invalid or repeated
+    /// name ([`valid_rendition_name`]) are ignored, and so is every rung of a stream without
+    /// video. The MPEG-TS variant stays the source only.
+    pub fn handle_start_renditions(
+        &mut self,
+        wall_clock_ms: i64,
+        video: Option<AvcConfig>,
+        audio: Option<AacConfig>,
+        rungs: Vec<Rendition>,
+    ) {
         if self.ended {
             return;
         }
@@ -174,15 +245,45 @@ impl LivePackager {
             // A start without the previous publisher's end: close what it left open.
             self.handle_publisher_gone(wall_clock_ms);
         }
+        if self.tracks.is_none() {
+            let mut names: Vec<String> = Vec::new();
+            if video.is_some() {
+                for rung in &rungs {
+                    if valid_rendition_name(&rung.name) && !names.contains(&rung.name) {
+                        names.push(rung.name.clone());
+                    }
+                }
+            }
+            self.rung_names = Some(names);
+        }
         let (has_video, has_audio) = *self
             .tracks
             .get_or_insert((video.is_some(), audio.is_some()));
         let video = video.filter(|_| has_video);
         let audio = audio.filter(|_| has_audio);
+        let names = self.rung_names.as_deref().unwrap_or_default();
+        let stream_index = |rung: &Rendition| names.iter().position(|n| *n == rung.name);
+        let mut period_rungs: Vec<Option<AvcConfig>> = vec![None; names.len()];
+        let mut session_rungs = Vec::with_capacity(rungs.len());
+        for rung in &rungs {
+            let index = stream_index(rung)
+                .filter(|&i| video.is_some() && period_rungs.get(i).is_some_and(Option::is_none));
+            if let Some(slot) = index.and_then(|i| period_rungs.get_mut(i)) {
+                *slot = Some(rung.avc.clone());
+            }
+            session_rungs.push(SessionRung {
+                stream_index: index,
+                pending: VecDeque::new(),
+                newest_input_pts: None,
+            });
+        }
         let period = self.index.periods.len();
         let previous = self.index.periods.last();
         let video_init = video.as_ref().map(|avc| {
+            // The rungs share the source's init name (one DASH template for the video
+            // AdaptationSet), so a change in any of them is a new name.
             let same = previous
+                .filter(|p| p.rungs == period_rungs)
                 .and_then(|p| p.video.as_ref())
                 .filter(|(v, _)| v == avc);
             let name = same.map_or_else(|| init_name(period), |(_, name)| name.clone());
@@ -199,6 +300,7 @@ impl LivePackager {
             start: 0, // set at the first unit
             video: video_init,
             audio: audio_init,
+            rungs: period_rungs,
             video_samples: 0,
             video_ticks: 0,
         });
@@ -211,7 +313,47 @@ impl LivePackager {
             segmenter: None,
             anchor: (wall_clock_ms, 0),
             init_published: false,
+            rungs: session_rungs,
+            awaiting_rungs: VecDeque::new(),
+            rungs_ended: false,
         });
+    }
+
+    /// One unit of a transcoded rendition of the current publisher: `rendition` indexes the
+    /// `rungs` of [`Self::handle_start_renditions`]. Units come in decode order with the
+    /// source's input pts; a unit whose segment is already published is dropped and counted
+    /// ([`Self::late_rendition_units`]).
+    pub fn handle_rendition_unit(
+        &mut self,
+        wall_clock_ms: i64,
+        rendition: usize,
+        unit: AccessUnit,
+    ) {
+        let rung = self
+            .session
+            .as_mut()
+            .and_then(|s| s.rungs.get_mut(rendition))
+            .filter(|r| r.stream_index.is_some());
+        let Some(rung) = rung.filter(|_| unit.kind() == TrackKind::Video) else {
+            self.late_rendition_units += 1;
+            return;
+        };
+        rung.newest_input_pts = Some(rung.newest_input_pts.map_or(unit.pts, |p| p.max(unit.pts)));
+        if rung.pending.len() >= MAX_PENDING_RUNG_UNITS {
+            rung.pending.pop_front();
+            self.late_rendition_units += 1;
+        }
+        rung.pending.push_back(unit);
+        self.publish_ready(wall_clock_ms, false);
+    }
+
+    /// No more rendition units will come for the current publisher (its ladder ended or
+    /// failed): segments stop waiting for them.
+    pub fn handle_renditions_end(&mut self, wall_clock_ms: i64) {
+        if let Some(session) = self.session.as_mut() {
+            session.rungs_ended = true;
+        }
+        self.publish_ready(wall_clock_ms, false);
     }
 
     /// One access unit of the current publisher. `wall_clock_ms` is when it arrived.
@@ -253,7 +395,7 @@ impl LivePackager {
         if let Some(segmenter) = session.segmenter.as_mut() {
             segmenter.push(unit);
         }
-        self.publish_ready(wall_clock_ms);
+        self.publish_ready(wall_clock_ms, false);
     }
 
     /// The publisher went away: the segment in progress is closed and published.
@@ -261,9 +403,11 @@ impl LivePackager {
         if let Some(segmenter) = self.session.as_mut().and_then(|s| s.segmenter.as_mut()) {
             segmenter.finish();
         }
-        self.publish_ready(wall_clock_ms);
+        self.publish_ready(wall_clock_ms, true);
         if let Some(session) = self.session.take() {
             self.dropped_units += session.segmenter.map_or(0, |s| s.dropped_units());
+            let left: usize = session.rungs.iter().map(|r| r.pending.len()).sum();
+            self.late_rendition_units += left as u64;
         }
     }
 
@@ -307,14 +451,58 @@ impl LivePackager {
         (self.rates.peak_total, self.rates.average_total())
     }
 
-    fn publish_ready(&mut self, wall_clock_ms: i64) {
+    /// Peak and average bit rate (bits/s) of each rung's variant (rung video + audio), in the
+    /// stream's rung order, with the rung names.
+    pub fn rendition_bandwidths(&self) -> Vec<(String, u64, u64)> {
+        let names = self.rung_names.as_deref().unwrap_or_default();
+        names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let rate = self.rates.rungs.get(index).cloned().unwrap_or_default();
+                (name.clone(), rate.peak_total, rate.average_total())
+            })
+            .collect()
+    }
+
+    /// Rendition units that found no place: their segment was already published (the rung
+    /// lagged past the wait), a rendition index the publisher did not start with, units left
+    /// when the publisher went, or units before a segment's IDR.
+    pub fn late_rendition_units(&self) -> u64 {
+        self.late_rendition_units
+    }
+
+    /// Publishes the segments that are ready: cut from the source, and with every rung's
+    /// units (or waited for long enough, or `force`d when the publisher is gone).
+    fn publish_ready(&mut self, wall_clock_ms: i64, force: bool) {
+        let wait = self.segmenter_config.target;
         loop {
-            let Some(cut) = self
-                .session
-                .as_mut()
-                .and_then(|s| s.segmenter.as_mut())
-                .and_then(Segmenter::pop)
-            else {
+            let Some(session) = self.session.as_mut() else {
+                return;
+            };
+            if let Some(segmenter) = session.segmenter.as_mut() {
+                while let Some(cut) = segmenter.pop() {
+                    session.awaiting_rungs.push_back(cut);
+                }
+            }
+            let Some(front) = session.awaiting_rungs.front() else {
+                return;
+            };
+            let ready = force || session.rungs_ended || {
+                let newest_source = front.video.iter().map(|s| s.input_pts).max();
+                let rungs_have_it = session
+                    .rungs
+                    .iter()
+                    .filter(|r| r.stream_index.is_some())
+                    .all(|r| r.newest_input_pts >= newest_source);
+                let head = session.segmenter.as_ref().and_then(Segmenter::video_head);
+                let waited = head.is_some_and(|head| head >= front.end.saturating_add(wait));
+                rungs_have_it || waited
+            };
+            if !ready {
+                return;
+            }
+            let Some(cut) = session.awaiting_rungs.pop_front() else {
                 return;
             };
             self.publish_segment(cut, wall_clock_ms);
@@ -339,6 +527,8 @@ impl LivePackager {
             return;
         };
         let (has_video, has_audio) = self.tracks.unwrap_or((false, false));
+        // alloc: the rung names once per segment, to borrow them beside the session.
+        let rung_names = self.rung_names.clone().unwrap_or_default();
         let number = self.next_number;
         self.next_number += 1;
         // mfhd sequence numbers start at 1 and may wrap (ISO/IEC 14496-12 §8.8.5).
@@ -359,6 +549,20 @@ impl LivePackager {
                     body,
                 );
             }
+            if let Some((_, name)) = &period.video {
+                for (rung, avc) in rung_names.iter().zip(&period.rungs) {
+                    if let Some(avc) = avc {
+                        let body =
+                            fmp4::init_segment(VIDEO_TRACK_ID, &TrackConfig::Avc(avc.clone()));
+                        put(
+                            outputs,
+                            format!("{rung}/{name}"),
+                            ObjectKind::VideoInit,
+                            body,
+                        );
+                    }
+                }
+            }
             if let Some((aac, name)) = &period.audio {
                 let body = fmp4::init_segment(AUDIO_TRACK_ID, &TrackConfig::Aac(aac.clone()));
                 put(
@@ -371,6 +575,43 @@ impl LivePackager {
         }
 
         let span = (cut.end - cut.start).max(0) as u64;
+        let video_init_name = period
+            .video
+            .as_ref()
+            .map(|(_, name)| name.clone())
+            .or(last_video_init);
+        let mut rungs = Vec::new();
+        if has_video {
+            for (index, name) in rung_names.iter().enumerate() {
+                let session_rung = session
+                    .rungs
+                    .iter_mut()
+                    .find(|r| r.stream_index == Some(index));
+                let units = session_rung.map_or_else(Vec::new, |rung| {
+                    rung_units(rung, &cut, &mut self.late_rendition_units)
+                });
+                let mut part = TrackPart {
+                    start: cut.start,
+                    duration: span,
+                    timescale: VIDEO_TIMESCALE,
+                    wall_ms: wall(cut.start),
+                    bytes: 0,
+                    gap: units.is_empty(),
+                    init_name: video_init_name.clone(),
+                };
+                if !units.is_empty() {
+                    let body = fmp4::media_segment(sequence, VIDEO_TRACK_ID, &samples(&units));
+                    part.bytes = body.len() as u64;
+                    put(
+                        outputs,
+                        format!("{name}/{number}.m4s"),
+                        ObjectKind::VideoSegment,
+                        body,
+                    );
+                }
+                rungs.push(part);
+            }
+        }
         let video = has_video.then(|| {
             let init_name = period.video.as_ref().map(|(_, name)| name.clone());
             let mut part = TrackPart {
@@ -380,7 +621,7 @@ impl LivePackager {
                 wall_ms: wall(cut.start),
                 bytes: 0,
                 gap: cut.video.is_empty(),
-                init_name: init_name.or(last_video_init),
+                init_name: init_name.or_else(|| video_init_name.clone()),
             };
             if !cut.video.is_empty() {
                 let samples = samples(&cut.video);
@@ -462,6 +703,7 @@ impl LivePackager {
             discontinuity: cut.discontinuity || (first_in_period && number > 0),
             video,
             audio,
+            rungs,
             ts,
         };
         self.timeline_end = self.timeline_end.max(cut.end);
@@ -473,7 +715,7 @@ impl LivePackager {
         let removed = self.index.push(record, self.config.window);
         self.put_manifests(wall_clock_ms);
         for old in removed {
-            for path in old.paths() {
+            for path in old.paths(&rung_names) {
                 self.outputs.push_back(PackagerOutput::Remove { path });
             }
         }
@@ -491,8 +733,10 @@ impl LivePackager {
     /// Renders and queues every playlist and the MPD.
     fn put_manifests(&mut self, wall_clock_ms: i64) {
         let (has_video, has_audio) = self.tracks.unwrap_or((false, false));
+        let rung_names = self.rung_names.clone().unwrap_or_default();
         let context = RenderContext {
             has_video,
+            rung_names: rung_names.clone(),
             has_audio,
             window: self.config.window,
             target_ms: self.config.target_duration.as_millis() as u64,
@@ -515,6 +759,17 @@ impl LivePackager {
             put(
                 &mut self.outputs,
                 "source/index.m3u8".into(),
+                playlist,
+                text(body),
+            );
+        }
+        for (index, name) in rung_names.iter().enumerate() {
+            let body = self
+                .index
+                .media_playlist(&context, SegmentFormat::Fmp4, |r| r.rungs.get(index));
+            put(
+                &mut self.outputs,
+                format!("{name}/index.m3u8"),
                 playlist,
                 text(body),
             );
@@ -556,6 +811,65 @@ fn init_name(period: usize) -> String {
 
 fn put(outputs: &mut VecDeque<PackagerOutput>, path: String, kind: ObjectKind, body: Bytes) {
     outputs.push_back(PackagerOutput::Put { path, kind, body });
+}
+
+/// Takes a rung's units for `cut` and puts them on the output timeline. The rung's units carry
+/// the source's input pts, so each is placed where the source unit with that pts was placed
+/// (a pts the source did not have takes the offset of the source unit before it). Units of
+/// earlier segments (late) and units before the segment's IDR are dropped and counted. The
+/// last unit lasts until the cut's end, so the rung's segment spans exactly the source's.
+fn rung_units(
+    rung: &mut SessionRung,
+    cut: &CutSegment,
+    late: &mut u64,
+) -> Vec<segmenter::TimedUnit> {
+    // alloc: one small map and one unit list per rung and segment.
+    let mut map: Vec<(i64, i64)> = cut
+        .video
+        .iter()
+        .map(|s| (s.input_pts, s.unit.pts))
+        .collect();
+    map.sort_unstable();
+    let (Some(&(first_in, _)), Some(&(last_in, _))) = (map.first(), map.last()) else {
+        return Vec::new();
+    };
+    let mut units: Vec<segmenter::TimedUnit> = Vec::new();
+    while let Some(unit) = rung.pending.pop_front() {
+        if unit.pts > last_in {
+            rung.pending.push_front(unit);
+            break;
+        }
+        if unit.pts < first_in || (units.is_empty() && !unit.keyframe) {
+            *late += 1;
+            continue;
+        }
+        let place = map.partition_point(|&(input, _)| input <= unit.pts);
+        let (input, output) = map[place.saturating_sub(1)];
+        let pts = output.saturating_add(unit.pts - input);
+        let composition = unit.pts.saturating_sub(unit.dts).clamp(0, 450_000);
+        let mut dts = pts - composition;
+        if let Some(previous) = units.last_mut() {
+            dts = dts.max(previous.unit.dts + 1);
+            previous.duration = clamp_duration(dts - previous.unit.dts);
+        }
+        let input_pts = unit.pts;
+        let mut unit = unit;
+        unit.pts = pts.max(dts);
+        unit.dts = dts;
+        units.push(segmenter::TimedUnit {
+            unit,
+            duration: 0,
+            input_pts,
+        });
+    }
+    if let Some(last) = units.last_mut() {
+        last.duration = clamp_duration(cut.end - last.unit.dts);
+    }
+    units
+}
+
+fn clamp_duration(ticks: i64) -> u32 {
+    u32::try_from(ticks.max(1)).unwrap_or(u32::MAX)
 }
 
 /// The fMP4 samples of timed units; payloads are shared, not copied.

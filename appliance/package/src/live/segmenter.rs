@@ -41,6 +41,9 @@ pub struct SegmenterConfig {
 pub struct TimedUnit {
     pub unit: AccessUnit,
     pub duration: u32,
+    /// The unit's pts as it came in, before mapping: how a transcoded rendition's units
+    /// (which carry the source's input pts) find their place on the output timeline.
+    pub input_pts: i64,
 }
 
 /// One finished segment of the session: units on the output timeline, each with its duration.
@@ -145,6 +148,12 @@ impl Segmenter {
         self.dropped_units
     }
 
+    /// The output dts (90 kHz) of the newest video unit: how far the source has got, which
+    /// bounds how long a segment waits for its transcoded renditions.
+    pub fn video_head(&self) -> Option<i64> {
+        self.video.as_ref().and_then(|v| v.last_dts)
+    }
+
     /// The next finished segment.
     pub fn pop(&mut self) -> Option<CutSegment> {
         self.ready.pop_front()
@@ -226,6 +235,7 @@ impl Segmenter {
         let Some(video) = self.video.as_mut() else {
             return;
         };
+        let input_pts = unit.pts;
         let (unit, jumped) = map_unit(video, unit, head);
         let dts = unit.dts;
         let keyframe = unit.keyframe;
@@ -237,7 +247,11 @@ impl Segmenter {
             (keyframe && (jumped || length >= self.config.target))
                 || dts - first >= self.config.max_segment
         });
-        video.pending.push(TimedUnit { unit, duration: 0 });
+        video.pending.push(TimedUnit {
+            unit,
+            duration: 0,
+            input_pts,
+        });
         if let Some(first) = cut {
             let span = dts - first;
             let mut closed = std::mem::take(&mut video.pending);
@@ -286,6 +300,7 @@ impl Segmenter {
         let Some(audio) = self.audio.as_mut() else {
             return;
         };
+        let input_pts = unit.pts;
         let (unit, jumped) = map_unit(audio, unit, head);
         let position = rescale(unit.pts, audio.timescale, VIDEO_TIMESCALE);
         if position < self.audio_floor && !jumped {
@@ -293,7 +308,11 @@ impl Segmenter {
             self.dropped_units += 1;
             return;
         }
-        audio.pending.push(TimedUnit { unit, duration: 0 });
+        audio.pending.push(TimedUnit {
+            unit,
+            duration: 0,
+            input_pts,
+        });
         if audio_only
             && audio.pending.len() > 1
             && (jumped || position - self.segment_start >= self.config.target)

@@ -391,3 +391,6 @@ fn bandwidth_counts_every_track() {
             .contains(&format!("BANDWIDTH={peak},"))
     );
 }
+
+#[path = "rendition_tests.rs"]
+mod renditions;
