@@ -19,8 +19,8 @@
 //! that comes out takes its IDR (counted as `misaligned_boundaries`).
 //!
 //! The engine runs ladders on its transcode thread (engine::ladder). Not done here: rebuilding
-//! on a resolution change mid-stream (it is an error
-//! today), HEVC input, AV1 and NVENC rungs, audio.
+//! on a resolution change mid-stream (it is an error today), HEVC input, AV1 and NVENC rungs,
+//! audio.
 
 pub mod config;
 pub mod queue;
