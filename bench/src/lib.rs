@@ -2,18 +2,24 @@
 //! players of one rendition, each one keep-alive HTTP/1.1 connection with a playout clock that
 //! counts stalls (see [`player`]). Built to be cheap per viewer so that one small box can
 //! simulate tens of thousands: worker threads each run one io_uring loop over direct
-//! descriptors ([`ring`]), bodies are counted with `MSG_TRUNC` rather than copied, and one
-//! response in `--sample-every` is read whole and checked.
+//! descriptors (the client side of corecast's own driver, `corecast-uring`), bodies are
+//! counted with `MSG_TRUNC` rather than copied, and one response in `--sample-every` is read
+//! whole and checked.
 //!
 //! Specs followed: RFC 8216 (HLS playlists, §4.4 and the client rules of §6.3), RFC 9112
 //! (HTTP/1.1 message framing). Not done: LL-HLS parts and blocking reloads, byte ranges,
-//! multivariant playlists (point `--url` at a stream or media playlist), `compare-nginx`.
+//! multivariant playlists (point `--url` at a stream or media playlist).
+//!
+//! `compare-nginx` ([`compare`]) runs corecast and nginx side by side on the same bytes, the
+//! same worker CPUs and the same load (wrk closed loop, then the viewer simulation).
 
+pub mod compare;
+pub mod compare_run;
+pub mod nginx;
 pub mod player;
 pub mod playlist;
 pub mod procstat;
 pub mod response;
-pub mod ring;
 pub mod stats;
 pub mod viewers;
 pub mod worker;
@@ -24,20 +30,14 @@ pub mod worker;
 pub enum BenchError {
     #[error("--url {url}: {why}")]
     Url { url: String, why: &'static str },
-    #[error("io_uring, {what}: {source}")]
-    Ring {
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("io_uring submission queue full after submitting")]
-    QueueFull,
-    #[error("slot {0} misused (outside the table, or its buffer is in use)")]
-    Slot(u32),
+    #[error(transparent)]
+    Uring(#[from] uring::UringError),
     #[error("{0}")]
     Plan(String),
     #[error("worker thread {0} panicked")]
     WorkerPanicked(usize),
+    #[error("compare-nginx: {0}")]
+    Compare(String),
     #[error("writing {path}: {source}")]
     Output {
         path: String,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use corecast_bench::compare::{Case, CompareConfig};
 use corecast_bench::player::PlayerConfig;
 use corecast_bench::viewers::{ViewersConfig, run};
 
@@ -21,6 +22,70 @@ enum Command {
     /// Simulate N live HLS viewers of one rendition, each a keep-alive connection with a
     /// playout clock; report TTFB, download time, stalls, errors, server CPU and RSS.
     Viewers(ViewersArgs),
+    /// corecast vs nginx side by side: same bytes, same worker CPUs, same load, alternating
+    /// rounds; medians and ratios (docs/capacity.md).
+    CompareNginx(CompareArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CompareArgs {
+    /// The corecast binary (default: `corecast` beside this program).
+    #[arg(long)]
+    corecast: Option<PathBuf>,
+    #[arg(long, default_value = "nginx")]
+    nginx: PathBuf,
+    #[arg(long, default_value = "wrk")]
+    wrk: PathBuf,
+    #[arg(long, default_value = "ffmpeg")]
+    ffmpeg: PathBuf,
+    /// Worker count of each server (corecast `[delivery] workers`, nginx `worker_processes`).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// CPUs for the load, e.g. `1` or `2,3` (default: the CPUs the servers' workers are not on).
+    #[arg(long, value_delimiter = ',')]
+    client_cpus: Vec<usize>,
+    /// Keep-alive connections of the closed-loop cases.
+    #[arg(long, default_value_t = 256)]
+    connections: u32,
+    /// Seconds per closed-loop run.
+    #[arg(long, default_value_t = 8.0)]
+    seconds: f64,
+    /// Rounds; each round runs every case on corecast, then on nginx.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Cases to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "seg1m,seg100k,playlist,viewers"
+    )]
+    cases: Vec<Case>,
+    /// Viewers of the viewers case.
+    #[arg(long, default_value_t = 2000)]
+    viewers: u64,
+    /// Seconds per viewers run (ramp-up and 2 s warm-up included).
+    #[arg(long, default_value_t = 10.0)]
+    viewers_seconds: f64,
+    /// Video bitrate of the stream whose 2 s segments make the ~1 MB case.
+    #[arg(long, default_value_t = 4000)]
+    big_kbps: u32,
+    /// Video bitrate of the stream whose 2 s segments make the ~100 KB case.
+    #[arg(long, default_value_t = 400)]
+    small_kbps: u32,
+    /// Seconds to wait for a quiet box (< 0.1 busy cores) before each run.
+    #[arg(long, default_value_t = 2.0)]
+    quiet_wait: f64,
+    /// Runs with more foreign CPU than this (cores) are flagged; clean-run medians are reported too.
+    #[arg(long, default_value_t = 0.1)]
+    foreign_max: f64,
+    /// Directory for configs, served files, logs and report.json (default
+    /// out/bench/compare-nginx-<unix time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write the report as JSON here (it is always written to <out>/report.json).
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -105,10 +170,54 @@ fn viewers(args: ViewersArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn compare_nginx(args: CompareArgs) -> Result<(), String> {
+    let corecast = match args.corecast {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .map_err(|e| format!("locating corecast: {e}"))?
+            .with_file_name("corecast"),
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let out_dir = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("out/bench/compare-nginx-{stamp}")));
+    let config = CompareConfig {
+        corecast,
+        nginx: args.nginx,
+        wrk: args.wrk,
+        ffmpeg: args.ffmpeg,
+        workers: args.workers.max(1),
+        client_cpus: args.client_cpus,
+        connections: args.connections,
+        run_seconds: args.seconds,
+        rounds: args.rounds.max(1),
+        cases: args.cases,
+        viewers: args.viewers,
+        viewers_seconds: args.viewers_seconds,
+        big_kbps: args.big_kbps,
+        small_kbps: args.small_kbps,
+        out_dir: out_dir.clone(),
+        quiet_wait: seconds(args.quiet_wait, "quiet-wait")?,
+        foreign_max: args.foreign_max,
+    };
+    let report = corecast_bench::compare::run(&config).map_err(|e| e.to_string())?;
+    print!("{}", report.table());
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    for path in std::iter::once(out_dir.join("report.json")).chain(args.json) {
+        std::fs::write(&path, &json).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    std::fs::write(out_dir.join("report.txt"), report.table())
+        .map_err(|e| format!("writing report.txt: {e}"))?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Viewers(args) => viewers(args),
+        Command::CompareNginx(args) => compare_nginx(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

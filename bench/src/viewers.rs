@@ -89,20 +89,6 @@ pub fn parse_target(url: &str, rendition: &str) -> Result<Target, BenchError> {
     })
 }
 
-/// The soft `RLIMIT_NOFILE`: the kernel caps each registered file table at it.
-pub fn fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid rlimit to write into.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur
-    } else {
-        1024
-    }
-}
-
 fn usage(
     pid: u32,
     first: Option<ProcessSample>,
@@ -133,7 +119,7 @@ pub fn run(config: &ViewersConfig) -> Result<Report, BenchError> {
     let target = parse_target(&config.url, &config.rendition)?;
     let threads = config.threads.max(1);
     let per_worker = config.viewers.div_ceil(threads as u64);
-    let limit = fd_limit();
+    let limit = uring::fd_limit();
     // One fd is used for a moment per new socket before it moves into the table.
     if per_worker + 16 > limit {
         return Err(BenchError::Plan(format!(

@@ -1,6 +1,6 @@
-//! One worker thread: its own [`ClientRing`], a share of the viewers, a timer heap, and the
-//! loop that drives them. No thread or task per viewer: a viewer is a [`Viewer`] in a table,
-//! indexed by its direct-descriptor slot.
+//! One worker thread: its own io_uring [`Ring`] (the driver's client side), a share of the
+//! viewers, a timer heap, and the loop that drives them. No thread or task per viewer: a viewer
+//! is a [`Viewer`] in a table, indexed by its direct-descriptor slot.
 //!
 //! Loop turn: fire due timers (connect, playlist poll, reconnect); submit and wait until the
 //! next timer or a completion (never less than 1 ms, so the loop does not spin); handle every
@@ -9,17 +9,18 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::rc::Rc;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use uring::{Completion, OpKind, Ring, RingConfig, Token, tcp_client_socket};
 
 use crate::BenchError;
 use crate::player::{Player, PlayerConfig, PlaylistOutcome, SegmentInfo, Want};
 use crate::playlist::{MediaPlaylist, resolve};
 use crate::response::{BodyKind, check_body, check_prefix, parse_head};
-use crate::ring::{ClientRing, Completion, Op};
 use crate::stats::{Kind, WorkerStats};
 
 /// Live counters all workers add to, for progress lines.
@@ -107,7 +108,7 @@ struct Viewer {
 
 struct ListedEntry {
     info: SegmentInfo,
-    request: Rc<[u8]>,
+    request: Bytes,
     kind: BodyKind,
 }
 
@@ -123,17 +124,24 @@ struct PlaylistSummary {
 struct Catalogue {
     host: String,
     playlist_path: String,
-    playlist_request: Rc<[u8]>,
+    playlist_request: Bytes,
     segments: BTreeMap<u64, ListedEntry>,
-    maps: Vec<(String, Rc<[u8]>)>,
+    maps: Vec<(String, Bytes)>,
     last_body: Vec<u8>,
     last_summary: Option<PlaylistSummary>,
 }
 
-fn request_bytes(host: &str, path: &str) -> Rc<[u8]> {
+fn request_bytes(host: &str, path: &str) -> Bytes {
     format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: corecast-bench\r\n\r\n")
         .into_bytes()
         .into()
+}
+
+/// A slot is one viewer for the whole run, and it closes its descriptor only once every op of
+/// the old connection has completed (`Viewer::ops`), so no late completion can be taken for the
+/// next connection's: generation 0 is enough.
+fn token(op: OpKind, slot: u32) -> Token {
+    Token::new(op, slot, 0)
 }
 
 impl Catalogue {
@@ -212,7 +220,9 @@ impl Catalogue {
 
 pub struct Worker {
     plan: WorkerPlan,
-    ring: ClientRing,
+    ring: Ring,
+    /// Completions of one loop turn (reused).
+    cqes: Vec<Completion>,
     viewers: Vec<Viewer>,
     catalogue: Catalogue,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
@@ -235,7 +245,16 @@ impl std::fmt::Debug for Worker {
 impl Worker {
     pub fn new(plan: WorkerPlan) -> Result<Worker, BenchError> {
         let head_buffers = (plan.viewers.clamp(256, 8192)).next_power_of_two() as u16;
-        let ring = ClientRing::new(plan.viewers.max(1), head_buffers, plan.target)?;
+        let slots = plan.viewers.max(1);
+        let ring = Ring::new(&RingConfig {
+            sq_entries: 4096,
+            cq_entries: slots.saturating_mul(4).clamp(4096, 1 << 17),
+            files: slots,
+            recv_buffers: head_buffers,
+            recv_buffer_size: 2048,
+            // Requests are one short head each.
+            max_send_bytes: 64 * 1024,
+        })?;
         let mut timers = BinaryHeap::with_capacity(plan.viewers as usize * 2);
         let mut viewers = Vec::with_capacity(plan.viewers as usize);
         for i in 0..plan.viewers {
@@ -281,6 +300,7 @@ impl Worker {
             catalogue: Catalogue::new(&plan.host, &plan.playlist_path),
             plan,
             ring,
+            cqes: Vec::with_capacity(4096),
             viewers,
             timers,
             stats,
@@ -322,12 +342,13 @@ impl Worker {
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1));
             self.ring.wait(timeout)?;
-            let cqes = self.ring.reap();
+            let mut cqes = std::mem::take(&mut self.cqes);
+            self.ring.reap(&mut cqes);
             let now = Instant::now();
-            for c in &cqes {
+            for c in cqes.drain(..) {
                 self.on_completion(c, now)?;
             }
-            self.ring.restore(cqes);
+            self.cqes = cqes;
             if now >= self.plan.steady_at {
                 self.stats.connected_min_steady =
                     self.stats.connected_min_steady.min(self.connected);
@@ -400,17 +421,21 @@ impl Worker {
         if let Some(buf) = self.ring.received_mut(slot) {
             buf.clear();
         }
-        if let Err(e) = self.ring.open_socket(slot, source) {
-            self.count_error(if e.raw_os_error() == Some(libc::EMFILE) {
-                "socket_emfile"
-            } else {
-                "socket"
-            });
+        self.ring.discard_send(slot);
+        let peer = SocketAddr::V4(self.plan.target);
+        let opened = match tcp_client_socket(peer, source.map(IpAddr::V4)) {
+            Ok(socket) => self.ring.install_socket(slot, socket).map_err(|_| "socket"),
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => Err("socket_emfile"),
+            Err(_) => Err("socket"),
+        };
+        if let Err(kind) = opened {
+            self.count_error(kind);
             self.set_timer(slot, now + self.plan.reconnect_delay);
             self.viewers[slot as usize].conn = Conn::Closed;
             return Ok(());
         }
-        self.ring.connect(slot)?;
+        self.ring
+            .connect(slot, peer, token(OpKind::Connect, slot))?;
         let v = &mut self.viewers[slot as usize];
         v.ops += 1;
         v.conn = Conn::Connecting;
@@ -467,24 +492,25 @@ impl Worker {
         v.first_byte = None;
         v.send_pending = true;
         v.ops += 2;
-        self.ring.send(slot, request)?;
-        self.ring.recv_head(slot)
+        self.ring.set_send_body(slot, request)?;
+        self.ring.send(slot, token(OpKind::Send, slot), false)?;
+        self.ring.recv_provided(slot, token(OpKind::Recv, slot))?;
+        Ok(())
     }
 
-    fn on_completion(&mut self, c: &Completion, now: Instant) -> Result<(), BenchError> {
-        let slot = c.slot;
+    /// Handles one completion; a provided buffer it carries goes back to the kernel when `c`
+    /// is dropped.
+    fn on_completion(&mut self, c: Completion, now: Instant) -> Result<(), BenchError> {
+        let slot = c.token.slot();
+        let Some(op) = c.token.op() else {
+            return Ok(());
+        };
         let Some(v) = self.viewers.get_mut(slot as usize) else {
-            if let Some(bid) = c.buffer {
-                self.ring.recycle(bid);
-            }
             return Ok(());
         };
         v.ops = v.ops.saturating_sub(1);
         if let Conn::Closing { close_sent } = v.conn {
-            if let Some(bid) = c.buffer {
-                self.ring.recycle(bid);
-            }
-            if c.op == Op::Close {
+            if op == OpKind::Close {
                 v.conn = Conn::Closed;
                 let at = now + self.plan.reconnect_delay;
                 if !v.player.is_ended() {
@@ -493,12 +519,12 @@ impl Worker {
             } else if v.ops == 0 && !close_sent {
                 v.conn = Conn::Closing { close_sent: true };
                 v.ops += 1;
-                self.ring.close_slot(slot)?;
+                self.ring.close_slot(slot, token(OpKind::Close, slot))?;
             }
             return Ok(());
         }
-        match c.op {
-            Op::Connect => {
+        match op {
+            OpKind::Connect => {
                 if c.result < 0 {
                     self.fail(slot, now, "connect")?;
                 } else {
@@ -513,25 +539,27 @@ impl Worker {
                     self.drive(slot, now)?;
                 }
             }
-            Op::Send => {
+            OpKind::Send => {
                 v.send_pending = false;
                 if c.result < 0 {
                     self.fail(slot, now, "send")?;
+                } else if self.ring.send_pending(slot) > 0 {
+                    // Short despite MSG_WAITALL (a signal): send the rest.
+                    v.send_pending = true;
+                    v.ops += 1;
+                    self.ring.send(slot, token(OpKind::Send, slot), false)?;
                 } else if v.rx == Rx::Idle {
                     self.drive(slot, now)?;
                 }
             }
-            Op::RecvHead => {
+            OpKind::Recv => {
                 if c.result == -libc::ENOBUFS {
                     self.stats.head_buffer_exhausted += 1;
                     v.ops += 1;
-                    self.ring.recv_head(slot)?;
+                    self.ring.recv_provided(slot, token(OpKind::Recv, slot))?;
                     return Ok(());
                 }
-                let Some(bid) = c.buffer.filter(|_| c.result > 0) else {
-                    if let Some(bid) = c.buffer {
-                        self.ring.recycle(bid);
-                    }
+                let Some(buffer) = c.buffer.filter(|_| c.result > 0) else {
                     let kind = if c.result == 0 {
                         "closed_by_server"
                     } else {
@@ -541,12 +569,11 @@ impl Worker {
                 };
                 v.first_byte.get_or_insert(now);
                 self.scratch.clear();
-                self.scratch
-                    .extend_from_slice(self.ring.head_bytes(bid, c.result as usize));
-                self.ring.recycle(bid);
+                self.scratch.extend_from_slice(&buffer);
+                drop(buffer);
                 self.on_head_bytes(slot, now, true)?;
             }
-            Op::RecvAppend => {
+            OpKind::RecvInto => {
                 if c.result <= 0 {
                     let kind = if c.result == 0 {
                         "closed_by_server"
@@ -562,7 +589,7 @@ impl Worker {
                     self.continue_keep(slot, now)?;
                 }
             }
-            Op::RecvDiscard => {
+            OpKind::RecvDiscard => {
                 if c.result <= 0 {
                     let kind = if c.result == 0 {
                         "closed_by_server"
@@ -578,11 +605,15 @@ impl Worker {
                     } else {
                         v.rx = Rx::Discard { remaining };
                         v.ops += 1;
-                        self.ring.recv_discard(slot, remaining)?;
+                        self.ring.recv_discard(
+                            slot,
+                            remaining,
+                            token(OpKind::RecvDiscard, slot),
+                        )?;
                     }
                 }
             }
-            Op::Cancel | Op::Close | Op::Drain => {}
+            _ => {}
         }
         Ok(())
     }
@@ -619,7 +650,9 @@ impl Worker {
                 }
                 self.restore(slot, acc);
                 self.viewers[slot as usize].ops += 1;
-                return self.ring.recv_append(slot, 2048);
+                self.ring
+                    .recv_into(slot, 2048, token(OpKind::RecvInto, slot))?;
+                return Ok(());
             }
             Ok(Some(head)) => head,
         };
@@ -660,7 +693,9 @@ impl Worker {
         let v = &mut self.viewers[slot as usize];
         v.rx = Rx::Discard { remaining };
         v.ops += 1;
-        self.ring.recv_discard(slot, remaining)
+        self.ring
+            .recv_discard(slot, remaining, token(OpKind::RecvDiscard, slot))?;
+        Ok(())
     }
 
     fn restore(&mut self, slot: u32, acc: Vec<u8>) {
@@ -678,7 +713,9 @@ impl Worker {
         }
         let missing = (v.content_length - have).min(4 << 20) as usize;
         v.ops += 1;
-        self.ring.recv_append(slot, missing)
+        self.ring
+            .recv_into(slot, missing, token(OpKind::RecvInto, slot))?;
+        Ok(())
     }
 
     /// A whole response is in: record it and tell the player.
@@ -791,11 +828,12 @@ impl Worker {
         if v.ops > 0 {
             v.conn = Conn::Closing { close_sent: false };
             v.ops += 1;
-            self.ring.cancel_slot(slot)
+            self.ring.cancel_slot(slot, token(OpKind::Cancel, slot))?;
         } else {
             v.conn = Conn::Closing { close_sent: true };
             v.ops += 1;
-            self.ring.close_slot(slot)
+            self.ring.close_slot(slot, token(OpKind::Close, slot))?;
         }
+        Ok(())
     }
 }

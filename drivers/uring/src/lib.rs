@@ -10,7 +10,10 @@
 //!   back to the kernel when dropped;
 //! - a per-slot send state: a reusable head buffer plus one `Bytes` body, sent with one
 //!   `SENDMSG` (two iovecs, no copy of the body in user space) or `SENDMSG_ZC`;
-//! - cancel and close of direct descriptors, and a wait with a timeout.
+//! - cancel and close of direct descriptors, and a wait with a timeout;
+//! - the client side (module `client`): a socket made by [`tcp_client_socket`] installed in a
+//!   slot ([`Ring::install_socket`]), `CONNECT`, one-shot recv into the buffer ring, recv
+//!   appended to a per-slot buffer, and recv with `MSG_TRUNC` (bytes counted, not copied).
 //!
 //! The ownership rule (as in monoio, see io_uring_enter(2)): memory named by an in-flight
 //! operation belongs to the kernel until that operation's last completion is reaped, even if the
@@ -19,7 +22,10 @@
 //! lent out only after the kernel has finished with them, and dropping a [`Ring`] cancels and
 //! drains what is in flight (or leaks the memory, never frees it under the kernel).
 //!
-//! Operations carry a [`Token`] in `user_data`: slot, generation and [`OpKind`].
+//! Operations carry a [`Token`] in `user_data`: slot, generation and [`OpKind`]. Each op takes
+//! a token of its own kind (checked: completions release memory by kind and slot).
+//!
+//! Users: the engine's HTTP delivery (server side) and corecast-bench's viewers (client side).
 //!
 //! Kernel requirements: 6.0 or newer (multishot recv with provided buffer rings, cancel by
 //! fixed fd). Missing support is a typed [`UringError`], never a panic.
@@ -27,6 +33,9 @@
 //! Not done here: registered (fixed) send buffers, recv bundles, `MSG_RING` between rings.
 
 mod bufring;
+mod client;
+#[cfg(test)]
+mod client_tests;
 mod net;
 mod ring;
 #[cfg(test)]
@@ -35,7 +44,7 @@ mod send;
 mod token;
 
 pub use bufring::RecvBuf;
-pub use net::{Waker, fd_limit, listen_reuseport};
+pub use net::{Waker, fd_limit, listen_reuseport, tcp_client_socket};
 pub use ring::{Completion, Ring, RingConfig, RingCounters, SetupReport, probe};
 pub use token::{OpKind, Token};
 
@@ -91,6 +100,17 @@ pub enum UringError {
     /// The submission queue stayed full after a submit.
     #[error("submission queue full after submitting")]
     QueueFull,
+    /// Installing a socket in a slot of the file table failed.
+    #[error("installing a socket in direct-descriptor slot {slot}: {source}")]
+    Install {
+        slot: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An op was given a token of another kind (or, for ops on per-slot memory, of another
+    /// slot).
+    #[error("op {expected:?} given the token {token:?}")]
+    TokenMismatch { expected: OpKind, token: Token },
     /// A send was started on a slot whose previous send is still in flight, or whose send
     /// state is empty, or a slot outside the table.
     #[error("slot {slot}: {what}")]

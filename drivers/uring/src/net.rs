@@ -2,7 +2,7 @@
 //! process fd limit (which also caps each registered file table).
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
@@ -15,17 +15,7 @@ use crate::UringError;
 /// direct descriptor has no fd to call `setsockopt` on later.
 pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> Result<TcpListener, UringError> {
     let socket_error = |what, source| UringError::Socket { addr, what, source };
-    let family = match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    };
-    // SAFETY: plain syscall with constant arguments; the result is checked below.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(socket_error("socket", io::Error::last_os_error()));
-    }
-    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let owned = tcp_socket(addr, libc::SOCK_CLOEXEC).map_err(|e| socket_error("socket", e))?;
     for (level, name, what) in [
         (libc::SOL_SOCKET, libc::SO_REUSEADDR, "SO_REUSEADDR"),
         (libc::SOL_SOCKET, libc::SO_REUSEPORT, "SO_REUSEPORT"),
@@ -38,23 +28,67 @@ pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> Result<TcpListener, U
         set_int_option(owned.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)
             .map_err(|e| socket_error("IPV6_V6ONLY", e))?;
     }
-    let (storage, len) = socket_address(addr);
-    // SAFETY: `storage` is a properly initialised sockaddr of length `len` for this family.
-    let rc = unsafe {
-        libc::bind(
-            owned.as_raw_fd(),
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    };
-    if rc != 0 {
-        return Err(socket_error("bind", io::Error::last_os_error()));
-    }
+    bind(&owned, addr).map_err(|e| socket_error("bind", e))?;
     // SAFETY: plain syscall on a socket we own.
     if unsafe { libc::listen(owned.as_raw_fd(), backlog) } != 0 {
         return Err(socket_error("listen", io::Error::last_os_error()));
     }
     Ok(TcpListener::from(owned))
+}
+
+/// Makes a TCP socket for an outgoing connection to a peer of `peer`'s family, to be installed
+/// in a ring's file table ([`Ring::install_socket`](crate::Ring::install_socket)) and
+/// connected there ([`Ring::connect`](crate::Ring::connect)).
+///
+/// The socket is non-blocking (io_uring waits for readiness itself) and has `TCP_NODELAY`
+/// (requests are small and must leave at once). With a `source`, it is bound to that address
+/// with `IP_BIND_ADDRESS_NO_PORT`, so the port is chosen at connect time from the whole
+/// (source, destination) tuple space: many connections can share one source address.
+pub fn tcp_client_socket(peer: SocketAddr, source: Option<IpAddr>) -> io::Result<OwnedFd> {
+    let owned = tcp_socket(peer, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?;
+    set_int_option(owned.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    if let Some(ip) = source {
+        set_int_option(
+            owned.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            1,
+        )?;
+        bind(&owned, SocketAddr::new(ip, 0))?;
+    }
+    Ok(owned)
+}
+
+/// A TCP socket of `addr`'s family; `flags` are `SOCK_*` flags.
+fn tcp_socket(addr: SocketAddr, flags: i32) -> io::Result<OwnedFd> {
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: plain syscall with integer arguments; the result is checked below.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | flags, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn bind(socket: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
+    let (storage, len) = socket_address(addr);
+    // SAFETY: `storage` is a properly initialised sockaddr of length `len` for this family.
+    let rc = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
@@ -75,7 +109,7 @@ fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()
     }
 }
 
-fn socket_address(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(crate) fn socket_address(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (unspecified) value.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     match addr {

@@ -11,11 +11,12 @@ use io_uring::types::{CancelBuilder, Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue};
 
 use crate::bufring::{BufPool, RecvBuf};
+use crate::client::{ClientTable, expect_token};
 use crate::send::SendTable;
 use crate::{OpKind, Token, UringError, Waker};
 
 /// The one provided-buffer group of a ring.
-const RECV_GROUP: u16 = 0;
+pub(crate) const RECV_GROUP: u16 = 0;
 /// `IORING_SEND_ZC_REPORT_USAGE` (include/uapi/linux/io_uring.h).
 const SEND_ZC_REPORT_USAGE: u16 = 1 << 3;
 /// `IORING_NOTIF_USAGE_ZC_COPIED`: the kernel copied the "zero-copy" send after all.
@@ -102,14 +103,15 @@ impl Completion {
 /// Not `Send`: it lives and dies on the thread that made it (`SINGLE_ISSUER`).
 pub struct Ring {
     // Declared first so it is dropped first: the ring fd closes before any memory goes.
-    uring: IoUring,
+    pub(crate) uring: IoUring,
     sends: ManuallyDrop<SendTable>,
+    pub(crate) client: ManuallyDrop<ClientTable>,
     pool: Rc<BufPool>,
     wake_buf: ManuallyDrop<Box<u64>>,
     wake_armed: bool,
     /// Ops pushed whose last completion has not been reaped yet.
     in_flight: usize,
-    report: SetupReport,
+    pub(crate) report: SetupReport,
     counters: RingCounters,
     max_send_bytes: usize,
 }
@@ -201,6 +203,7 @@ impl Ring {
             (opcode::AsyncCancel2::CODE, "IORING_OP_ASYNC_CANCEL"),
             (opcode::Close::CODE, "IORING_OP_CLOSE"),
             (opcode::Read::CODE, "IORING_OP_READ"),
+            (opcode::Connect::CODE, "IORING_OP_CONNECT"),
         ] {
             if !probe.is_supported(code) {
                 return Err(UringError::Unsupported { what, needs: "6.0" });
@@ -247,6 +250,7 @@ impl Ring {
         Ok(Ring {
             uring,
             sends: ManuallyDrop::new(SendTable::new(config.files)),
+            client: ManuallyDrop::new(ClientTable::default()),
             pool: Rc::new(pool),
             wake_buf: ManuallyDrop::new(Box::new(0)),
             wake_armed: false,
@@ -275,7 +279,7 @@ impl Ring {
     /// # Safety
     /// Every buffer, iovec or msghdr the entry points to must stay valid and unchanged until
     /// the op's last completion has been reaped.
-    unsafe fn push(&mut self, entry: &squeue::Entry) -> Result<(), UringError> {
+    pub(crate) unsafe fn push(&mut self, entry: &squeue::Entry) -> Result<(), UringError> {
         // SAFETY: forwarded from this function's contract.
         if unsafe { self.uring.submission().push(entry) }.is_err() {
             self.submit()?;
@@ -313,6 +317,7 @@ impl Ring {
     /// table; the completion's result is the slot, or `-ENFILE` when the table is full (the
     /// kernel then closes that connection). Re-arm when a completion has `more == false`.
     pub fn accept_multishot(&mut self, listener: RawFd, token: Token) -> Result<(), UringError> {
+        expect_token(token, OpKind::Accept, None)?;
         let entry = opcode::AcceptMulti::new(Fd(listener))
             .allocate_file_index(true)
             .build()
@@ -323,6 +328,7 @@ impl Ring {
 
     /// Arms multishot recv on a direct descriptor, into the ring's provided buffers.
     pub fn recv_multishot(&mut self, slot: u32, token: Token) -> Result<(), UringError> {
+        expect_token(token, OpKind::Recv, None)?;
         let entry = opcode::RecvMulti::new(Fixed(slot), RECV_GROUP)
             .build()
             .user_data(token.user_data());
@@ -389,6 +395,7 @@ impl Ring {
     /// `SENDMSG_ZC` when `zero_copy` (the completion then arrives with the notification, once
     /// the kernel has let go of the pages). Returns the bytes asked for.
     pub fn send(&mut self, slot: u32, token: Token, zero_copy: bool) -> Result<usize, UringError> {
+        expect_token(token, OpKind::Send, Some(slot))?;
         let max_send_bytes = self.max_send_bytes;
         let zero_copy = zero_copy && self.report.send_zc;
         let state = self
@@ -448,6 +455,7 @@ impl Ring {
     /// Cancels every op on a direct descriptor (its recv and send complete with `-ECANCELED`
     /// or their result); the memory stays owned until those completions are reaped.
     pub fn cancel_slot(&mut self, slot: u32, token: Token) -> Result<(), UringError> {
+        expect_token(token, OpKind::Cancel, None)?;
         let entry = opcode::AsyncCancel2::new(CancelBuilder::fd(Fixed(slot)).all())
             .build()
             .user_data(token.user_data());
@@ -457,6 +465,7 @@ impl Ring {
 
     /// Cancels every op whose `user_data` is `target` (e.g. a multishot accept).
     pub fn cancel_op(&mut self, target: Token, token: Token) -> Result<(), UringError> {
+        expect_token(token, OpKind::Cancel, None)?;
         let entry = opcode::AsyncCancel2::new(CancelBuilder::user_data(target.user_data()).all())
             .build()
             .user_data(token.user_data());
@@ -465,12 +474,20 @@ impl Ring {
     }
 
     /// Closes a direct descriptor, freeing its slot for the next accept. Refused while the
-    /// slot's send is in flight (the next connection in that slot would find it busy).
+    /// slot's send, connect or recv into its buffer is in flight (the next connection in that
+    /// slot would find it busy).
     pub fn close_slot(&mut self, slot: u32, token: Token) -> Result<(), UringError> {
+        expect_token(token, OpKind::Close, None)?;
         if self.send_in_flight(slot) {
             return Err(UringError::SlotMisuse {
                 slot,
                 what: "close while a send is in flight",
+            });
+        }
+        if self.client.slot_busy(slot) {
+            return Err(UringError::SlotMisuse {
+                slot,
+                what: "close while a connect or recv into its buffer is in flight",
             });
         }
         let entry = opcode::Close::new(Fixed(slot))
@@ -483,6 +500,7 @@ impl Ring {
     /// Arms a read of the waker's eventfd (once; no-op while armed). Its completion is the
     /// wake-up; arm again after handling it.
     pub fn arm_wake(&mut self, waker: &Waker, token: Token) -> Result<(), UringError> {
+        expect_token(token, OpKind::Wake, None)?;
         if self.wake_armed {
             return Ok(());
         }
@@ -547,6 +565,9 @@ impl Ring {
                     }
                 }
                 Some(OpKind::Wake) => self.wake_armed = false,
+                Some(OpKind::Connect) | Some(OpKind::RecvInto) => {
+                    self.client.complete(token, result);
+                }
                 Some(OpKind::Drain) => continue,
                 _ => {}
             }
@@ -595,6 +616,7 @@ impl Drop for Ring {
         // is used again (this is drop).
         unsafe {
             ManuallyDrop::drop(&mut self.sends);
+            ManuallyDrop::drop(&mut self.client);
             ManuallyDrop::drop(&mut self.wake_buf);
         }
     }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::{Completion, OpKind, Ring, RingConfig, Token, UringError, Waker, listen_reuseport};
 
-fn ring_or_skip(config: &RingConfig) -> Option<Ring> {
+pub(crate) fn ring_or_skip(config: &RingConfig) -> Option<Ring> {
     match Ring::new(config) {
         Ok(ring) => Some(ring),
         Err(e @ (UringError::Unavailable { .. } | UringError::Unsupported { .. })) => {
@@ -21,7 +21,7 @@ fn ring_or_skip(config: &RingConfig) -> Option<Ring> {
     }
 }
 
-fn small_config() -> RingConfig {
+pub(crate) fn small_config() -> RingConfig {
     RingConfig {
         sq_entries: 64,
         cq_entries: 256,
@@ -33,7 +33,7 @@ fn small_config() -> RingConfig {
 }
 
 /// Waits for the next completion of `op`; completions of other ops wait in `pending`.
-fn next(ring: &mut Ring, op: OpKind, pending: &mut Vec<Completion>) -> Completion {
+pub(crate) fn next(ring: &mut Ring, op: OpKind, pending: &mut Vec<Completion>) -> Completion {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(index) = pending.iter().position(|c| c.token.op() == Some(op)) {

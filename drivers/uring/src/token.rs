@@ -19,6 +19,12 @@ pub enum OpKind {
     Wake = 6,
     /// Internal: the cancel-everything op a dropping ring submits.
     Drain = 7,
+    /// An outgoing `CONNECT` on a direct descriptor.
+    Connect = 8,
+    /// A one-shot recv appended to the slot's own receive buffer.
+    RecvInto = 9,
+    /// A recv with `MSG_TRUNC`: TCP payload consumed without being copied.
+    RecvDiscard = 10,
 }
 
 impl OpKind {
@@ -31,6 +37,9 @@ impl OpKind {
             5 => OpKind::Close,
             6 => OpKind::Wake,
             7 => OpKind::Drain,
+            8 => OpKind::Connect,
+            9 => OpKind::RecvInto,
+            10 => OpKind::RecvDiscard,
             _ => return None,
         })
     }
@@ -118,5 +127,14 @@ mod tests {
     fn foreign_user_data_has_no_op() {
         assert_eq!(Token::from_user_data(0).op(), None);
         assert_eq!(Token::from_user_data(0xff).op(), None);
+        assert_eq!(Token::from_user_data(11).op(), None);
+    }
+
+    #[test]
+    fn client_kinds_round_trip() {
+        for op in [OpKind::Connect, OpKind::RecvInto, OpKind::RecvDiscard] {
+            let token = Token::new(op, 3, 1);
+            assert_eq!(Token::from_user_data(token.user_data()).op(), Some(op));
+        }
     }
 }
