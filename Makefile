@@ -49,3 +49,8 @@ BENCH_SECONDS ?= 40
 .PHONY: bench
 bench: deps
 	bench/run-viewers.sh $(BENCH_VIEWERS) $(BENCH_SECONDS)
+
+# corecast vs nginx on the same bytes, same pinned core, alternating rounds (docs/capacity.md).
+.PHONY: bench-nginx
+bench-nginx: test-deps
+	bench/compare-nginx.sh $(BENCH_NGINX_ARGS)

@@ -16,6 +16,8 @@ test_pkgs=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   chromium
+  # corecast-bench compare-nginx: the reference server and its closed-loop load client.
+  nginx wrk
 )
 # The browser tests (tests/browser) drive Chromium from Node.js. The machine image brings Node 20
 # from NodeSource (with its own npm); Debian's nodejs/npm would clash with it, so they are added
