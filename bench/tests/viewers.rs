@@ -13,7 +13,11 @@ const DEMO_300K: &str = "[demo]\nwidth = 640\nheight = 360\nfps = 30\nvideo_kbps
                          [packaging]\nsegment_seconds = 2.0\n";
 
 fn start_demo() -> Server {
-    let server = Server::start(DEMO_300K, &[]);
+    start_demo_with("")
+}
+
+fn start_demo_with(extra_config: &str) -> Server {
+    let server = Server::start(&format!("{DEMO_300K}{extra_config}"), &[]);
     // Two segments listed, so players have something behind the live edge to start from.
     server.wait_for(
         "/live/demo/source/index.m3u8",
@@ -25,13 +29,17 @@ fn start_demo() -> Server {
 
 /// Runs the bench binary and returns its JSON report.
 fn run_viewers(server: &Server, viewers: u32, seconds: u32) -> Value {
+    run_viewers_with(server, viewers, seconds, viewers * 2)
+}
+
+fn run_viewers_with(server: &Server, viewers: u32, seconds: u32, ramp_per_second: u32) -> Value {
     let dir = TempDir::new("bench");
     let json = dir.path().join("report.json");
     let output = Command::new(env!("CARGO_BIN_EXE_corecast-bench"))
         .args(["viewers", "--url", &server.url("/live/demo")])
         .args(["-n", &viewers.to_string()])
         .args(["--duration", &seconds.to_string()])
-        .args(["--ramp", &(viewers * 2).to_string(), "--progress", "0"])
+        .args(["--ramp", &ramp_per_second.to_string(), "--progress", "0"])
         .arg("--json")
         .arg(&json)
         .output()
@@ -75,10 +83,11 @@ fn five_hundred_viewers_are_held_without_errors() {
 }
 
 /// A client that pipelines many segment requests and never reads fills its socket buffers;
-/// the server's send to it stalls. Viewers on the same workers must not notice.
+/// the server's send to it stalls. Viewers on the same workers must not notice, and the
+/// server drops the stalled reader after `delivery.send_timeout_seconds`.
 #[test]
-fn a_reader_that_stops_reading_does_not_affect_other_viewers() {
-    let server = start_demo();
+fn a_reader_that_stops_reading_is_dropped_without_affecting_other_viewers() {
+    let server = start_demo_with("[delivery]\nsend_timeout_seconds = 3\n");
     let playlist = MediaPlaylist::parse(&server.get("/live/demo/source/index.m3u8").text());
     let (uri, _, _) = playlist.segments.last().expect("a segment");
     let mut slow = TcpStream::connect(server.http).expect("connect slow reader");
@@ -97,6 +106,50 @@ fn a_reader_that_stops_reading_does_not_affect_other_viewers() {
     assert_eq!(count(&report, "connections_held_at_end"), 200);
     assert_eq!(count(&report, "stalls"), 0, "{report}");
     assert!(count(&report, "segments") >= 200);
-    // The slow reader is still there (the server holds it until its send timeout).
+
+    // By now (8 s > 3 s) the stalled reader was dropped, and counted as a send timeout.
+    let delivery: Value =
+        serde_json::from_slice(&server.api_get("/api/v1/delivery").body).expect("JSON");
+    assert!(
+        delivery["total"]["send_timeouts"].as_u64().unwrap_or(0) >= 1,
+        "slow reader not dropped: {delivery}"
+    );
     drop(slow);
+}
+
+/// One corecast process holds more viewer connections than its file-descriptor limit
+/// (20,000 here): connections live in io_uring direct descriptors, two rings of 20,000.
+#[test]
+fn one_process_holds_more_connections_than_its_fd_limit() {
+    let limit = fd_limit();
+    let viewers = (limit + 1_000).min(35_000) as u32;
+    let server = start_demo_with("[delivery]\nworkers = 2\nmax_connections_per_worker = 20000\n");
+    let report = run_viewers_with(&server, viewers, 10, 6000);
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .expect("server fds")
+        .count();
+    assert_eq!(count(&report, "errors_total"), 0, "{}", report["errors"]);
+    assert_eq!(
+        count(&report, "connections_held_at_end"),
+        u64::from(viewers),
+        "{report}"
+    );
+    assert!(
+        u64::from(viewers) > limit,
+        "{viewers} viewers do not exceed the fd limit {limit}"
+    );
+    assert!(
+        fds < 200,
+        "viewer connections must not use process fds: {fds} open"
+    );
+}
+
+fn fd_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("limits");
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .expect("soft fd limit")
 }

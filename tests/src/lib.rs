@@ -106,6 +106,11 @@ impl Server {
         panic!("corecast did not start listening:\n{}", self.log_text());
     }
 
+    /// The corecast process id (for /proc readings).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

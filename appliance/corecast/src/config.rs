@@ -11,6 +11,7 @@ use engine::{
     UdpSourceConfig,
 };
 use serde::Deserialize;
+use transcode::{GpuFallback, NvencPreset, RungEncoder};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -77,6 +78,9 @@ impl Default for TranscodeSection {
                     vbv_buffer_kbits: Some(r.vbv_buffer_kbits),
                     preset: r.preset.name().to_owned(),
                     profile: r.profile.name().to_owned(),
+                    encoder: r.encoder.name().to_owned(),
+                    nvenc_preset: r.nvenc_preset.name().to_owned(),
+                    fallback: r.fallback.name().to_owned(),
                 })
                 .collect(),
             passthrough_streams: t.passthrough_streams,
@@ -101,6 +105,27 @@ pub struct RungSection {
     pub preset: String,
     #[serde(default = "default_profile")]
     pub profile: String,
+    /// `x264` or `nvenc` (docs/transcode.md, "GPU rungs").
+    #[serde(default = "default_encoder")]
+    pub encoder: String,
+    /// `p1` … `p7`, used when the rung runs on NVENC.
+    #[serde(default = "default_nvenc_preset")]
+    pub nvenc_preset: String,
+    /// An `nvenc` rung where NVENC is unavailable: `cpu` (x264, warn) or `fail` (no ladder).
+    #[serde(default = "default_fallback")]
+    pub fallback: String,
+}
+
+fn default_encoder() -> String {
+    "x264".into()
+}
+
+fn default_nvenc_preset() -> String {
+    "p4".into()
+}
+
+fn default_fallback() -> String {
+    "cpu".into()
 }
 
 fn default_preset() -> String {
@@ -182,6 +207,7 @@ pub struct DeliverySection {
     pub max_connections_per_worker: u32,
     pub idle_timeout_seconds: f64,
     pub header_timeout_seconds: f64,
+    pub send_timeout_seconds: f64,
 }
 
 impl Default for DeliverySection {
@@ -192,6 +218,7 @@ impl Default for DeliverySection {
             max_connections_per_worker: d.max_connections_per_worker,
             idle_timeout_seconds: d.idle_timeout.as_secs_f64(),
             header_timeout_seconds: d.header_timeout.as_secs_f64(),
+            send_timeout_seconds: d.send_timeout.as_secs_f64(),
         }
     }
 }
@@ -256,6 +283,24 @@ impl TranscodeSection {
                     rung.profile
                 ))
             })?;
+            let encoder = RungEncoder::from_name(&rung.encoder).ok_or_else(|| {
+                invalid(format!(
+                    "{label}: encoder = {:?}: use x264 or nvenc",
+                    rung.encoder
+                ))
+            })?;
+            let nvenc_preset = NvencPreset::from_name(&rung.nvenc_preset).ok_or_else(|| {
+                invalid(format!(
+                    "{label}: nvenc_preset = {:?}: use p1 (fastest) … p7 (best)",
+                    rung.nvenc_preset
+                ))
+            })?;
+            let fallback = GpuFallback::from_name(&rung.fallback).ok_or_else(|| {
+                invalid(format!(
+                    "{label}: fallback = {:?}: use cpu (x264 instead) or fail (no ladder)",
+                    rung.fallback
+                ))
+            })?;
             rungs.push(RungConfig {
                 name: rung.name.clone(),
                 height: rung.height,
@@ -266,6 +311,9 @@ impl TranscodeSection {
                     .unwrap_or(rung.maxrate_kbps.saturating_mul(2)),
                 preset,
                 profile,
+                encoder,
+                nvenc_preset,
+                fallback,
             });
         }
         if self.enabled && rungs.is_empty() {
@@ -374,6 +422,7 @@ impl ConfigFile {
                 d.header_timeout_seconds,
                 0.1,
             )?,
+            send_timeout: seconds("delivery.send_timeout_seconds", d.send_timeout_seconds, 0.1)?,
             ..defaults.delivery
         };
 
@@ -576,6 +625,7 @@ mod tests {
             max_connections_per_worker = 20000
             idle_timeout_seconds = 30
             header_timeout_seconds = 5
+            send_timeout_seconds = 7
             [ingest]
             rtmp_app = "app"
             read_timeout_seconds = 10
@@ -589,6 +639,7 @@ mod tests {
         assert_eq!(c.delivery_workers, Some(3));
         assert_eq!(c.delivery.max_connections_per_worker, 20000);
         assert_eq!(c.delivery.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.delivery.send_timeout, Duration::from_secs(7));
         assert_eq!(c.hub.packaging.window, 5);
         assert_eq!(c.hub.grace_period, Duration::from_secs(3));
         assert_eq!(c.rtmp.app, "app");
@@ -631,6 +682,9 @@ mod tests {
             maxrate_kbps = 250
             vbv_buffer_kbits = 300
             profile = "main"
+            encoder = "nvenc"
+            nvenc_preset = "p2"
+            fallback = "fail"
         "#;
         let t = ConfigFile::parse(text, "t")
             .and_then(|c| c.into_engine_config("t"))
@@ -645,6 +699,23 @@ mod tests {
         assert_eq!(t.rungs[1].preset, engine::ladder::X264Preset::Veryfast);
         assert_eq!(t.rungs[1].profile, engine::ladder::X264Profile::Main);
         assert_eq!(t.rungs[1].vbv_buffer_kbits, 300);
+        assert_eq!(
+            (
+                t.rungs[0].encoder,
+                t.rungs[0].nvenc_preset,
+                t.rungs[0].fallback
+            ),
+            (RungEncoder::X264, NvencPreset::P4, GpuFallback::Cpu),
+            "defaults"
+        );
+        assert_eq!(
+            (
+                t.rungs[1].encoder,
+                t.rungs[1].nvenc_preset,
+                t.rungs[1].fallback
+            ),
+            (RungEncoder::Nvenc, NvencPreset::P2, GpuFallback::Fail)
+        );
 
         let rung = |body: &str| {
             format!(
@@ -654,6 +725,12 @@ mod tests {
         let cases = [
             (rung("preset = \"turbo\""), "preset"),
             (rung("profile = \"high10\""), "profile"),
+            (
+                rung("encoder = \"qsv\""),
+                "encoder = \"qsv\": use x264 or nvenc",
+            ),
+            (rung("nvenc_preset = \"slow\""), "nvenc_preset"),
+            (rung("fallback = \"gpu\""), "fallback = \"gpu\""),
             (rung("").replace("height = 240", "height = 241"), "height"),
             (
                 rung("").replace("maxrate_kbps = 500", "maxrate_kbps = 300"),
