@@ -1,6 +1,7 @@
 //! `corecast`: the streaming appliance's command line.
 
 mod config;
+mod probe;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +26,16 @@ struct Cli {
 enum Command {
     /// Serve: RTMP in, HLS / DASH out (and the built-in `demo` stream unless --no-demo).
     Run(RunArgs),
+    /// List the encoders this box really has (and why each missing one is missing), the CPU
+    /// count and io_uring support.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProbeArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,7 +67,24 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Probe(args) => probe(args),
     }
+}
+
+fn probe(args: ProbeArgs) -> ExitCode {
+    let report = probe::run_probe();
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                tracing::error!("probe report: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", report.table());
+    }
+    ExitCode::SUCCESS
 }
 
 fn run(args: RunArgs) -> ExitCode {

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aac;
+pub mod annex_b;
 pub mod avc;
 pub mod crc;
 pub mod encode;

@@ -1,5 +1,5 @@
 //! The transcode ladder of one stream: decode the source once, scale it per rung, encode each
-//! rung with x264, with an IDR in every rung at exactly the pts where the packager cuts the
+//! rung with x264 or NVENC (falling back to x264 by the rung's rule), with an IDR in every rung at exactly the pts where the packager cuts the
 //! source (passthrough) rendition. docs/transcode.md explains the rules and the numbers.
 //!
 //! Run-loop contract (sans-IO: the ladder reads no clock; `now` is any monotonic time the
@@ -19,23 +19,26 @@
 //! that comes out takes its IDR (counted as `misaligned_boundaries`).
 //!
 //! The engine runs ladders on its transcode thread (engine::ladder). Not done here: rebuilding
-//! on a resolution change mid-stream (it is an error today), HEVC input, AV1 and NVENC rungs,
-//! audio.
+//! on a resolution change mid-stream (it is an error today), HEVC input, AV1 rungs, audio.
 
 pub mod config;
 pub mod queue;
+mod rung_encoder;
 pub mod segment_clock;
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use libav::{H264Decoder, H264DecoderSettings, I420Picture, LibavError, Scaler};
-use media::encode::{RawVideoFrame, VideoEncoder};
+use media::encode::RawVideoFrame;
 use media::{AccessUnit, AvcConfig, Codec, VIDEO_TIMESCALE, rescale};
-use x264::{X264Encoder, X264Error, X264Settings};
+use nvenc::NvencError;
+use rung_encoder::RungVideoEncoder;
+use x264::{X264Error, X264Settings};
 
-pub use config::{LadderConfig, RungConfig, rung_size};
+pub use config::{GpuFallback, LadderConfig, RungConfig, RungEncoder, rung_size};
 pub use queue::{FrameQueue, Reservation};
+pub use rung_encoder::nvenc_settings;
 pub use segment_clock::{SegmentClock, UnitPlace};
 
 /// Errors of the ladder. A corrupt source unit is not one of them: it is skipped and counted.
@@ -53,6 +56,13 @@ pub enum LadderError {
     Scaler { rung: String, source: LibavError },
     #[error("rung {rung}: x264: {source}")]
     Encoder { rung: String, source: X264Error },
+    #[error("rung {rung}: nvenc: {source}")]
+    Nvenc { rung: String, source: NvencError },
+    /// A rung with `encoder = "nvenc"` and `fallback = "fail"` where NVENC cannot be used.
+    #[error(
+        "rung {rung} asks for NVENC with fallback = \"fail\", and NVENC is unavailable: {reason}"
+    )]
+    GpuUnavailable { rung: String, reason: String },
     #[error("the ladder takes H.264 video units, got {0:?}")]
     WrongCodec(Codec),
     #[error("source picture is {}x{}, the ladder was built for {}x{}", got.0, got.1, expected.0, expected.1)]
@@ -60,7 +70,7 @@ pub enum LadderError {
         expected: (u32, u32),
         got: (u32, u32),
     },
-    #[error("rung {rung}: x264 did not make pts {pts} the IDR it was asked for")]
+    #[error("rung {rung}: the encoder did not make pts {pts} the IDR it was asked for")]
     IdrNotHonoured { rung: String, pts: i64 },
 }
 
@@ -77,6 +87,10 @@ pub struct RungInfo<'a> {
     pub height: u32,
     /// The rung's parameter sets, for its init segment and CODECS string.
     pub avc: &'a AvcConfig,
+    /// The encoder that runs the rung: x264 for an NVENC rung that fell back.
+    pub encoder: RungEncoder,
+    /// Why an NVENC rung runs on x264 (`fallback = "cpu"`), if it does.
+    pub fallback_reason: Option<&'a str>,
 }
 
 /// Counters of the source side.
@@ -114,7 +128,8 @@ struct Rung {
     config: RungConfig,
     size: (u32, u32),
     scaler: Scaler,
-    encoder: X264Encoder,
+    encoder: RungVideoEncoder,
+    fallback_reason: Option<String>,
     queue: FrameQueue<I420Picture>,
     /// pts of pictures submitted as IDRs whose units have not come out yet.
     forced: VecDeque<i64>,
@@ -156,7 +171,8 @@ impl std::fmt::Debug for Ladder {
 
 impl Ladder {
     /// Builds the ladder for a source with these parameter sets: one decoder, and a scaler,
-    /// an x264 encoder and a queue for every rung not taller than the source.
+    /// an encoder (x264, or NVENC by the rung's `encoder` and `fallback`) and a queue for every
+    /// rung not taller than the source.
     pub fn new(config: LadderConfig, source: &AvcConfig) -> Result<Self, LadderError> {
         config.check()?;
         let source_size = (source.width, source.height);
@@ -183,7 +199,7 @@ impl Ladder {
                 .map(|_| I420Picture::new(size.0, size.1))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(scaler_error)?;
-            let encoder = X264Encoder::new(X264Settings {
+            let x264 = X264Settings {
                 width: size.0,
                 height: size.1,
                 fps_num,
@@ -196,16 +212,14 @@ impl Ladder {
                 profile: rung.profile,
                 keyint_max: None,
                 threads: config.encoder_threads,
-            })
-            .map_err(|source| LadderError::Encoder {
-                rung: rung.name.clone(),
-                source,
-            })?;
+            };
+            let (encoder, fallback_reason) = RungVideoEncoder::open(rung, x264)?;
             rungs.push(Rung {
                 config: rung.clone(),
                 size,
                 scaler,
                 encoder,
+                fallback_reason,
                 queue: FrameQueue::new(slots),
                 forced: VecDeque::new(),
                 encoded_frames: 0,
@@ -245,6 +259,8 @@ impl Ladder {
             width: rung.size.0,
             height: rung.size.1,
             avc: rung.encoder.avc_config(),
+            encoder: rung.encoder.kind(),
+            fallback_reason: rung.fallback_reason.as_deref(),
         })
     }
 
@@ -339,12 +355,7 @@ impl Ladder {
         };
         let rung = &mut self.rungs[index];
         rung.flushed = true;
-        rung.encoder
-            .flush()
-            .map_err(|source| LadderError::Encoder {
-                rung: rung.config.name.clone(),
-                source,
-            })?;
+        rung.encoder.flush(&rung.config.name)?;
         drain_encoder(rung, RungId(index), &mut self.outputs)?;
         Ok(true)
     }
@@ -438,14 +449,13 @@ fn encode_one(
         return Ok(());
     };
     let pts = queued.slot.pts();
-    let submitted = rung
-        .encoder
-        .submit(&queued.slot.as_raw(), queued.starts_segment);
+    let submitted = rung.encoder.submit(
+        &rung.config.name,
+        &queued.slot.as_raw(),
+        queued.starts_segment,
+    );
     rung.queue.recycle(queued.slot);
-    submitted.map_err(|source| LadderError::Encoder {
-        rung: rung.config.name.clone(),
-        source,
-    })?;
+    submitted?;
     if queued.starts_segment {
         rung.forced.push_back(pts);
     }
@@ -462,13 +472,7 @@ fn drain_encoder(
     outputs: &mut VecDeque<(RungId, AccessUnit)>,
 ) -> Result<(), LadderError> {
     loop {
-        let unit = rung
-            .encoder
-            .poll_packet()
-            .map_err(|source| LadderError::Encoder {
-                rung: rung.config.name.clone(),
-                source,
-            })?;
+        let unit = rung.encoder.poll_packet(&rung.config.name)?;
         let Some(unit) = unit else {
             return Ok(());
         };

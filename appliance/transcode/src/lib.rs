@@ -1,12 +1,13 @@
 //! corecast transcode: the encode graph over the codec drivers, and the built-in demo source.
 //!
-//! - [`Ladder`]: one source H.264 stream decoded once, scaled per rung and encoded with x264,
+//! - [`Ladder`]: one source H.264 stream decoded once, scaled per rung and encoded with x264
+//!   or NVENC (with a fallback rule when the GPU is not there),
 //!   every rung with IDRs at exactly the pts where the packager cuts the source rendition
 //!   ([`SegmentClock`]). The engine runs it on the transcode core (docs/transcode.md).
 //! - [`DemoSource`]: the built-in synthetic stream (docs/demo.md).
 //!
 //! Like the protocol crates it reads no clock: media time and wall time come in as arguments.
-//! Codec work happens in drivers/ (x264, libav), the only place with `unsafe`.
+//! Codec work happens in drivers/ (x264, nvenc, libav), the only place with `unsafe`.
 #![forbid(unsafe_code)]
 
 pub mod demo;
@@ -14,6 +15,7 @@ pub mod ladder;
 
 pub use demo::{DemoConfig, DemoError, DemoSource};
 pub use ladder::{
-    Ladder, LadderConfig, LadderError, LadderStats, RungConfig, RungId, RungInfo, RungStats,
-    SegmentClock, UnitPlace, rung_size,
+    GpuFallback, Ladder, LadderConfig, LadderError, LadderStats, RungConfig, RungEncoder, RungId,
+    RungInfo, RungStats, SegmentClock, UnitPlace, rung_size,
 };
+pub use nvenc::NvencPreset;

@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use corecast_transcode::{Ladder, LadderConfig, RungConfig, RungId};
+use corecast_transcode::{
+    GpuFallback, Ladder, LadderConfig, LadderError, NvencPreset, RungConfig, RungEncoder, RungId,
+};
 use media::{AccessUnit, AvcConfig, Codec, rescale};
 use package::live::segmenter::{Segmenter, SegmenterConfig};
 use serde_json::Value;
@@ -195,6 +197,9 @@ fn small_ladder() -> LadderConfig {
         vbv_buffer_kbits: kbps * 2,
         preset: X264Preset::Ultrafast,
         profile: X264Profile::Main,
+        encoder: RungEncoder::X264,
+        nvenc_preset: NvencPreset::P1,
+        fallback: GpuFallback::Cpu,
     };
     LadderConfig {
         rungs: vec![
@@ -444,4 +449,91 @@ fn a_rung_that_falls_behind_drops_frames_but_never_an_idr() {
         // About half the source rate got through, as the rate figure said while it ran.
         assert!((12.0..18.0).contains(&rates[index]), "{rates:?}");
     }
+}
+
+/// Why NVENC cannot run here, or `None` where it can (a GPU with an NVENC engine and driver).
+fn nvenc_unavailable() -> Option<String> {
+    nvenc::probe(nvenc::NvencCodec::H264).unavailable
+}
+
+#[test]
+fn an_nvenc_rung_falls_back_to_x264_with_the_same_aligned_idrs() {
+    let Some(source) = source() else { return };
+    let unavailable = nvenc_unavailable();
+    let mut config = small_ladder();
+    config.rungs[1].encoder = RungEncoder::Nvenc; // 360p asks for the GPU; 180p stays on x264
+    let mut ladder = Ladder::new(config, &source.config).expect("fallback = cpu builds the ladder");
+    let rungs: Vec<(String, RungEncoder, Option<String>)> = ladder
+        .rungs()
+        .map(|r| {
+            (
+                r.config.name.clone(),
+                r.encoder,
+                r.fallback_reason.map(str::to_owned),
+            )
+        })
+        .collect();
+    match &unavailable {
+        Some(reason) => {
+            eprintln!("NVENC unavailable here ({reason}): checking the x264 fallback");
+            assert_eq!(rungs[0].0, "360p");
+            assert_eq!(rungs[0].1, RungEncoder::X264, "fell back to x264");
+            assert_eq!(rungs[0].2.as_deref(), Some(reason.as_str()));
+        }
+        None => {
+            eprintln!("NVENC available here: checking a real GPU rung");
+            assert_eq!(
+                (rungs[0].1, rungs[0].2.as_deref()),
+                (RungEncoder::Nvenc, None)
+            );
+        }
+    }
+    assert_eq!(
+        (rungs[1].1, rungs[1].2.as_deref()),
+        (RungEncoder::X264, None)
+    );
+    let avcs: Vec<AvcConfig> = ladder.rungs().map(|r| r.avc.clone()).collect();
+    let outputs = run(&mut ladder, &source.units, |_| None);
+    let frames = source.units.len();
+    for (index, avc) in avcs.iter().enumerate() {
+        let units = &outputs[&RungId(index)];
+        assert_eq!(units.len(), frames);
+        assert_eq!(
+            keyframe_pts(units),
+            source.cuts,
+            "rung {index}: IDRs at the cuts"
+        );
+        assert_eq!(packager_cuts(units), source.cuts);
+        let (errors, probe) = decode_with_ffmpeg(&format!("nvenc-{index}"), avc, units);
+        assert!(errors.is_empty(), "ffmpeg says {errors}");
+        assert_eq!(number(&probe["nb_read_frames"]), frames as i64);
+    }
+}
+
+#[test]
+fn an_nvenc_rung_with_fallback_fail_refuses_the_ladder() {
+    let Some(source) = source() else { return };
+    let Some(reason) = nvenc_unavailable() else {
+        eprintln!("skipped: NVENC is available here, so fallback = fail has nothing to refuse");
+        return;
+    };
+    let mut config = small_ladder();
+    config.rungs[2].encoder = RungEncoder::Nvenc;
+    config.rungs[2].fallback = GpuFallback::Fail;
+    match Ladder::new(config, &source.config) {
+        Err(LadderError::GpuUnavailable { rung, reason: got }) => {
+            assert_eq!(rung, "180p");
+            assert_eq!(got, reason);
+            assert!(
+                got.contains("libcuda") || got.contains("NVENC") || got.contains("CUDA"),
+                "{got}"
+            );
+        }
+        other => panic!("expected GpuUnavailable, got {other:?}"),
+    }
+    // A rung taller than the source is skipped before its encoder is opened: no refusal.
+    let mut config = small_ladder();
+    config.rungs[0].encoder = RungEncoder::Nvenc;
+    config.rungs[0].fallback = GpuFallback::Fail;
+    assert!(Ladder::new(config, &source.config).is_ok());
 }

@@ -27,44 +27,7 @@ const NAL_AUD: u8 = 9;
 /// [`super::pes::MAX_PES_BYTES`].
 const MAX_ACCESS_UNIT_BYTES: usize = super::pes::MAX_PES_BYTES;
 
-/// The NAL units of an Annex B byte stream, without start codes or trailing zero bytes.
-/// Bytes before the first start code are skipped.
-pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = match find_start_code(data) {
-        Some(at) => &data[at + 3..],
-        None => &[][..],
-    };
-    std::iter::from_fn(move || {
-        while !rest.is_empty() {
-            let (nal, next) = match find_start_code(rest) {
-                Some(at) => (&rest[..at], &rest[at + 3..]),
-                None => (rest, &[][..]),
-            };
-            rest = next;
-            // trailing_zero_8bits and the leading zero of a 4-byte start code.
-            let end = nal.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-            if end > 0 {
-                return Some(&nal[..end]);
-            }
-        }
-        None
-    })
-}
-
-/// Offset of the next `00 00 01`.
-fn find_start_code(data: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(window) = data.get(i..i + 3) {
-        match window {
-            [0, 0, 1] => return Some(i),
-            // The third byte is not zero: no start code can begin before it.
-            [_, _, b] if *b > 1 => i += 3,
-            [_, 0, _] => i += 1,
-            _ => i += 2,
-        }
-    }
-    None
-}
+pub use media::annex_b::nal_units;
 
 /// The state of one H.264 elementary stream.
 #[derive(Debug, Default)]
@@ -231,32 +194,5 @@ impl AvcAssembler {
             }
             Err(_) => counters.bad_video += 1,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn annex_b_splits_on_three_and_four_byte_start_codes() {
-        let stream = [
-            0xaa, 0, 0, 0, 1, 9, 0xf0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 0, 0, 1, 0x68, 3, 0, 0, 1, 0,
-            0, 1, 0x65, 0, 0, 3, 1,
-        ];
-        let nals: Vec<&[u8]> = nal_units(&stream).collect();
-        assert_eq!(
-            nals,
-            vec![
-                &[9, 0xf0][..],
-                &[0x67, 1, 2],
-                &[0x68, 3],
-                &[0x65, 0, 0, 3, 1]
-            ]
-        );
-        assert_eq!(nal_units(&[1, 2, 3, 0, 0]).count(), 0);
-        assert_eq!(nal_units(&[0, 0, 1]).count(), 0);
-        assert_eq!(find_start_code(&[5, 0, 0, 0, 0, 1]), Some(3));
-        assert_eq!(find_start_code(&[0, 0, 2, 0, 1]), None);
     }
 }

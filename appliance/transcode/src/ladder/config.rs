@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use libav::ScaleFilter;
+use nvenc::NvencPreset;
 use x264::{X264Preset, X264Profile};
 
 use super::LadderError;
@@ -20,8 +21,62 @@ pub struct RungConfig {
     pub maxrate_kbps: u32,
     /// VBV buffer, kbit.
     pub vbv_buffer_kbits: u32,
+    /// x264 preset: for an x264 rung, and for an NVENC rung that falls back to x264.
     pub preset: X264Preset,
     pub profile: X264Profile,
+    /// Which encoder the rung asks for.
+    pub encoder: RungEncoder,
+    /// NVENC preset (`p1` fastest … `p7` best) when the rung runs on NVENC.
+    pub nvenc_preset: NvencPreset,
+    /// What an NVENC rung does when NVENC is unavailable here.
+    pub fallback: GpuFallback,
+}
+
+/// The encoder a rung asks for (`encoder = "x264" | "nvenc"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RungEncoder {
+    X264,
+    /// NVIDIA NVENC through libavcodec's `h264_nvenc` (drivers/nvenc), on GPU 0.
+    Nvenc,
+}
+
+impl RungEncoder {
+    pub fn name(self) -> &'static str {
+        match self {
+            RungEncoder::X264 => "x264",
+            RungEncoder::Nvenc => "nvenc",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<RungEncoder> {
+        [RungEncoder::X264, RungEncoder::Nvenc]
+            .into_iter()
+            .find(|e| e.name() == name)
+    }
+}
+
+/// What a rung that asks for NVENC does where NVENC is unavailable (`fallback = "cpu" | "fail"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuFallback {
+    /// Encode the rung with x264 and the same size, rates and profile; warn once per reason.
+    Cpu,
+    /// Refuse to build the stream's ladder ([`LadderError::GpuUnavailable`]).
+    Fail,
+}
+
+impl GpuFallback {
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuFallback::Cpu => "cpu",
+            GpuFallback::Fail => "fail",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<GpuFallback> {
+        [GpuFallback::Cpu, GpuFallback::Fail]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
 }
 
 impl RungConfig {
@@ -35,6 +90,9 @@ impl RungConfig {
             vbv_buffer_kbits: maxrate_kbps * 2,
             preset: X264Preset::Veryfast,
             profile: X264Profile::High,
+            encoder: RungEncoder::X264,
+            nvenc_preset: NvencPreset::P4,
+            fallback: GpuFallback::Cpu,
         }
     }
 }

@@ -1,0 +1,225 @@
+//! `corecast probe`: what this box can really encode with, and why each missing encoder is
+//! missing; plus the CPU count and io_uring. Each answer comes from trying the thing (loading
+//! the driver, opening an encoder, setting up a ring), not from build flags.
+
+use serde::Serialize;
+
+/// One encoder's line.
+#[derive(Debug, Serialize)]
+pub struct EncoderStatus {
+    /// What a config or an operator calls it (`x264`, `h264_nvenc`).
+    pub name: &'static str,
+    /// What it makes.
+    pub codec: &'static str,
+    /// How corecast reaches it.
+    pub via: &'static str,
+    pub available: bool,
+    /// Version or device, when available.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Why not, when unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IoUringStatus {
+    pub available: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Everything `corecast probe` reports.
+#[derive(Debug, Serialize)]
+pub struct ProbeReport {
+    pub encoders: Vec<EncoderStatus>,
+    /// CPUs this process may run on.
+    pub cpus: usize,
+    pub io_uring: IoUringStatus,
+}
+
+fn found(
+    name: &'static str,
+    codec: &'static str,
+    via: &'static str,
+    detail: String,
+) -> EncoderStatus {
+    EncoderStatus {
+        name,
+        codec,
+        via,
+        available: true,
+        detail: Some(detail),
+        reason: None,
+    }
+}
+
+fn missing(
+    name: &'static str,
+    codec: &'static str,
+    via: &'static str,
+    reason: String,
+) -> EncoderStatus {
+    EncoderStatus {
+        name,
+        codec,
+        via,
+        available: false,
+        detail: None,
+        reason: Some(reason),
+    }
+}
+
+fn libavcodec_version() -> String {
+    let v = ffmpeg_next::codec::version();
+    format!("libavcodec {}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff)
+}
+
+/// An encoder of the linked FFmpeg, by its libavcodec name.
+fn ffmpeg_encoder(
+    name: &'static str,
+    codec: &'static str,
+    via: &'static str,
+    note: &str,
+) -> EncoderStatus {
+    match ffmpeg_next::encoder::find_by_name(name) {
+        Some(_) => found(name, codec, via, format!("{}{note}", libavcodec_version())),
+        None => missing(
+            name,
+            codec,
+            via,
+            format!("not in the linked FFmpeg ({})", libavcodec_version()),
+        ),
+    }
+}
+
+fn nvenc_encoder(codec: nvenc::NvencCodec, codec_name: &'static str, note: &str) -> EncoderStatus {
+    let name = codec.ffmpeg_name();
+    let via = "FFmpeg + NVIDIA driver (loaded at run time)";
+    let probe = nvenc::probe(codec);
+    match probe.unavailable {
+        None => {
+            let gpu = probe
+                .gpu
+                .map_or_else(|| "GPU 0".to_owned(), |gpu| gpu.describe());
+            found(name, codec_name, via, format!("{gpu}{note}"))
+        }
+        Some(reason) => missing(name, codec_name, via, reason),
+    }
+}
+
+pub fn run_probe() -> ProbeReport {
+    // Keep FFmpeg's own lines (the nvenc loader's "Cannot load libcuda.so.1") out of the report:
+    // the reasons below carry them.
+    ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Quiet);
+    let encoders = vec![
+        // x264 is linked, not loaded: if this binary runs, libx264 of this build is there.
+        found(
+            "x264",
+            "H.264",
+            "libx264 (linked)",
+            format!("libx264 build {}", x264_sys::X264_BUILD),
+        ),
+        ffmpeg_encoder("aac", "AAC-LC", "FFmpeg native encoder", ""),
+        nvenc_encoder(nvenc::NvencCodec::H264, "H.264", ""),
+        nvenc_encoder(
+            nvenc::NvencCodec::Hevc,
+            "HEVC",
+            "; probed only, corecast has no HEVC rung yet",
+        ),
+        ffmpeg_encoder(
+            "libsvtav1",
+            "AV1",
+            "FFmpeg (SVT-AV1)",
+            "; not used by corecast yet",
+        ),
+        ffmpeg_encoder(
+            "librav1e",
+            "AV1",
+            "FFmpeg (rav1e)",
+            "; not used by corecast yet",
+        ),
+        ffmpeg_encoder(
+            "libaom-av1",
+            "AV1",
+            "FFmpeg (libaom)",
+            "; not used by corecast yet",
+        ),
+        missing(
+            "rav1e",
+            "AV1",
+            "rav1e crate (drivers/rav1e)",
+            "not built yet: drivers/rav1e does not exist in this version".into(),
+        ),
+    ];
+    let io_uring = match uring::probe() {
+        Ok(report) => IoUringStatus {
+            available: true,
+            detail: Some(format!(
+                "{}{}",
+                if report.defer_taskrun {
+                    "SINGLE_ISSUER + DEFER_TASKRUN".to_owned()
+                } else {
+                    format!(
+                        "without DEFER_TASKRUN ({})",
+                        report.fallback_reason.as_deref().unwrap_or("refused")
+                    )
+                },
+                if report.send_zc {
+                    ", SEND_ZC"
+                } else {
+                    ", no SEND_ZC"
+                }
+            )),
+            reason: None,
+        },
+        Err(e) => IoUringStatus {
+            available: false,
+            detail: None,
+            reason: Some(e.to_string()),
+        },
+    };
+    ProbeReport {
+        encoders,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        io_uring,
+    }
+}
+
+impl ProbeReport {
+    /// The human table.
+    pub fn table(&self) -> String {
+        let name_width = self
+            .encoders
+            .iter()
+            .map(|e| e.name.len())
+            .max()
+            .unwrap_or(0);
+        let via_width = self.encoders.iter().map(|e| e.via.len()).max().unwrap_or(0);
+        let mut out = format!(
+            "{:name_width$}  {:6}  {:3}  {:via_width$}  details\n",
+            "encoder", "codec", "ok", "via"
+        );
+        for e in &self.encoders {
+            let (mark, text) = if e.available {
+                ("yes", e.detail.as_deref().unwrap_or(""))
+            } else {
+                ("NO", e.reason.as_deref().unwrap_or(""))
+            };
+            out.push_str(&format!(
+                "{:name_width$}  {:6}  {:3}  {:via_width$}  {}\n",
+                e.name, e.codec, mark, e.via, text
+            ));
+        }
+        out.push_str(&format!("\ncpus      {}\n", self.cpus));
+        let uring = if self.io_uring.available {
+            format!("yes: {}", self.io_uring.detail.as_deref().unwrap_or(""))
+        } else {
+            format!("NO: {}", self.io_uring.reason.as_deref().unwrap_or(""))
+        };
+        out.push_str(&format!("io_uring  {uring}\n"));
+        out
+    }
+}

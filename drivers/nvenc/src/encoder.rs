@@ -1,0 +1,293 @@
+//! [`NvencEncoder`]: libavcodec's `h264_nvenc` behind [`VideoEncoder`]. The crate docs describe
+//! the output format and how IDRs are forced.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use ffmpeg_next::format::Pixel;
+use ffmpeg_next::picture;
+use ffmpeg_next::{Dictionary, codec, encoder, frame};
+use media::encode::{RawVideoFrame, VideoEncoder};
+use media::{AccessUnit, AvcConfig, Codec, TrackConfig, VIDEO_TIMESCALE, annex_b};
+
+use crate::{
+    GpuInfo, NvencCodec, NvencError, NvencSettings, check_gpu, log_capture, open_failure_reason,
+};
+
+const NAL_SPS: u8 = 7;
+const NAL_PPS: u8 = 8;
+const NAL_AUD: u8 = 9;
+/// FFmpeg's `gop_size` is a C int; nvenc.c copies it into `gopLength` and `idrPeriod`. This
+/// is about two years of 30 fps video: in practice IDRs come only where they are forced.
+const GOP_FRAMES: u32 = i32::MAX as u32;
+
+/// An open `h264_nvenc` encoder on one GPU. `Send`, not `Sync`.
+pub struct NvencEncoder {
+    encoder: encoder::Video,
+    settings: NvencSettings,
+    config: AvcConfig,
+    /// The picture handed to libavcodec; reused (made writable before each fill).
+    staging: frame::Video,
+    packet: ffmpeg_next::Packet,
+    ready: VecDeque<AccessUnit>,
+    flushing: bool,
+}
+
+impl fmt::Debug for NvencEncoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NvencEncoder")
+            .field("settings", &self.settings)
+            .field("codec", &self.config.codec_string())
+            .field("ready", &self.ready.len())
+            .field("flushing", &self.flushing)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ffmpeg_error(call: &'static str) -> impl FnOnce(ffmpeg_next::Error) -> NvencError {
+    move |source| NvencError::Ffmpeg { call, source }
+}
+
+/// Checks the driver, configures and opens `codec` with `settings`. Every failure to find or
+/// open the encoder is [`NvencError::Unavailable`] with the reason.
+pub(crate) fn open_context(
+    codec: NvencCodec,
+    settings: &NvencSettings,
+) -> Result<encoder::Video, NvencError> {
+    open_context_after(codec, settings, |gpu| check_gpu(gpu).map(Some))
+}
+
+/// [`open_context`] with the driver check given (tests skip it to see FFmpeg's own failure).
+pub(crate) fn open_context_after(
+    codec: NvencCodec,
+    settings: &NvencSettings,
+    driver_check: impl FnOnce(u32) -> Result<Option<GpuInfo>, NvencError>,
+) -> Result<encoder::Video, NvencError> {
+    settings.check()?;
+    let name = codec.ffmpeg_name();
+    let Some(found) = encoder::find_by_name(name) else {
+        return Err(NvencError::Unavailable {
+            reason: format!("the linked FFmpeg was built without {name}"),
+        });
+    };
+    let gpu = driver_check(settings.gpu)?;
+
+    let mut video = codec::context::Context::new_with_codec(found)
+        .encoder()
+        .video()
+        .map_err(ffmpeg_error("avcodec_alloc_context3"))?;
+    video.set_width(settings.width);
+    video.set_height(settings.height);
+    video.set_format(Pixel::YUV420P);
+    // pts go in and come out on our 90 kHz clock.
+    video.set_time_base((1, VIDEO_TIMESCALE as i32));
+    // In range: `check` bounds fps to (0, 1000] with non-zero parts that fit an i32.
+    video.set_frame_rate(Some((settings.fps_num as i32, settings.fps_den as i32)));
+    video.set_bit_rate(settings.bitrate_kbps as usize * 1000);
+    video.set_max_bit_rate(settings.peak_kbps() as usize * 1000);
+    video.set_gop(GOP_FRAMES);
+    video.set_max_b_frames(0);
+    video.set_flags(codec::Flags::GLOBAL_HEADER);
+    // SAFETY: the context is allocated and not yet open; rc_buffer_size is a plain int field
+    // that avcodec_open2 reads. `check` keeps the value far below i32::MAX.
+    unsafe {
+        (*video.as_mut_ptr()).rc_buffer_size = (settings.buffer_kbits() * 1000) as i32;
+    }
+
+    let mut options = Dictionary::new();
+    options.set("preset", settings.preset.name());
+    options.set("tune", settings.tune.name());
+    if codec == NvencCodec::H264 {
+        options.set("profile", settings.profile.name());
+    }
+    options.set("rc", "vbr");
+    options.set("forced-idr", "1");
+    options.set("no-scenecut", "1");
+    options.set("zerolatency", "1");
+    // No frames held in the output queue: one packet out per picture in.
+    options.set("delay", "0");
+    options.set("gpu", &settings.gpu.to_string());
+
+    let (opened, log) = log_capture::capture(|| video.open_as_with(found, options));
+    opened.map_err(|error| NvencError::Unavailable {
+        reason: open_failure_reason(name, error, &log, gpu.as_ref()),
+    })
+}
+
+impl NvencEncoder {
+    /// Checks the NVIDIA driver and GPU, opens `h264_nvenc` with `settings` and reads its
+    /// parameter sets. Without a usable NVENC this is [`NvencError::Unavailable`].
+    pub fn new(settings: NvencSettings) -> Result<Self, NvencError> {
+        let encoder = open_context(NvencCodec::H264, &settings)?;
+        let config = read_parameter_sets(&encoder)?;
+        let staging = frame::Video::new(Pixel::YUV420P, settings.width, settings.height);
+        Ok(NvencEncoder {
+            encoder,
+            settings,
+            config,
+            staging,
+            packet: ffmpeg_next::Packet::empty(),
+            ready: VecDeque::new(),
+            flushing: false,
+        })
+    }
+
+    pub fn settings(&self) -> &NvencSettings {
+        &self.settings
+    }
+
+    /// The parameter sets of this encoder, as an `avcC` record and parsed fields.
+    pub fn avc_config(&self) -> &AvcConfig {
+        &self.config
+    }
+
+    fn receive(&mut self) -> Result<(), NvencError> {
+        loop {
+            match self.encoder.receive_packet(&mut self.packet) {
+                Ok(()) => {
+                    let data = self.packet.data().unwrap_or_default();
+                    // alloc: one buffer per encoded frame; the unit outlives the reused packet.
+                    let mut payload = Vec::with_capacity(data.len() + 16);
+                    annex_b::append_length_prefixed(data, &mut payload, |nal| {
+                        !matches!(
+                            nal.first().map(|b| b & 0x1f),
+                            Some(NAL_SPS | NAL_PPS | NAL_AUD)
+                        )
+                    });
+                    let pts = self.packet.pts().unwrap_or(0);
+                    // No B-frames: decode order is presentation order.
+                    let dts = self.packet.dts().map_or(pts, |dts| dts.min(pts));
+                    // alloc: the queue grows only while the caller does not poll.
+                    self.ready.push_back(AccessUnit {
+                        codec: Codec::H264,
+                        pts,
+                        dts,
+                        keyframe: self.packet.is_key(),
+                        payload: payload.into(),
+                    });
+                }
+                Err(ffmpeg_next::Error::Eof) => return Ok(()),
+                Err(ffmpeg_next::Error::Other { errno }) if errno == ffmpeg_next::error::EAGAIN => {
+                    return Ok(());
+                }
+                Err(source) => {
+                    return Err(NvencError::Ffmpeg {
+                        call: "avcodec_receive_packet",
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Copies the caller's planes into the staging frame, row by row (strides differ).
+    fn fill_staging(&mut self, frame: &RawVideoFrame<'_>) -> Result<(), NvencError> {
+        // SAFETY: `staging` owns a valid AVFrame with allocated buffers; av_frame_make_writable
+        // only swaps in private copies when libavcodec still holds a reference to them.
+        let code = unsafe { ffmpeg_next::ffi::av_frame_make_writable(self.staging.as_mut_ptr()) };
+        if code < 0 {
+            return Err(NvencError::Ffmpeg {
+                call: "av_frame_make_writable",
+                source: ffmpeg_next::Error::from(code),
+            });
+        }
+        for (index, (plane, stride)) in frame.planes.iter().zip(frame.strides).enumerate() {
+            let (width, height) = frame.plane_size(index);
+            let dest_stride = self.staging.stride(index);
+            let dest = self.staging.data_mut(index);
+            for row in 0..height {
+                let source = plane.get(row * stride..row * stride + width);
+                let target = dest.get_mut(row * dest_stride..row * dest_stride + width);
+                match (source, target) {
+                    (Some(source), Some(target)) => target.copy_from_slice(source),
+                    _ => return Err(NvencError::PlaneTooSmall { plane: index }),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl VideoEncoder for NvencEncoder {
+    type Error = NvencError;
+
+    fn submit(&mut self, frame: &RawVideoFrame<'_>, force_idr: bool) -> Result<(), NvencError> {
+        if self.flushing {
+            return Err(NvencError::SubmitAfterFlush);
+        }
+        if (frame.width, frame.height) != (self.settings.width, self.settings.height) {
+            return Err(NvencError::FrameSize {
+                width: self.settings.width,
+                height: self.settings.height,
+                got_width: frame.width,
+                got_height: frame.height,
+            });
+        }
+        frame
+            .check_planes()
+            .map_err(|plane| NvencError::PlaneTooSmall { plane })?;
+        self.fill_staging(frame)?;
+        self.staging.set_pts(Some(frame.pts));
+        // With `forced-idr=1`, nvenc.c turns a picture typed I into an IDR.
+        self.staging.set_kind(if force_idr {
+            picture::Type::I
+        } else {
+            picture::Type::None
+        });
+        self.encoder
+            .send_frame(&self.staging)
+            .map_err(ffmpeg_error("avcodec_send_frame"))?;
+        self.receive()
+    }
+
+    fn poll_packet(&mut self) -> Result<Option<AccessUnit>, NvencError> {
+        Ok(self.ready.pop_front())
+    }
+
+    fn flush(&mut self) -> Result<(), NvencError> {
+        if self.flushing {
+            return Ok(());
+        }
+        self.flushing = true;
+        self.encoder
+            .send_eof()
+            .map_err(ffmpeg_error("avcodec_send_frame (eof)"))?;
+        self.receive()
+    }
+
+    fn track_config(&self) -> TrackConfig {
+        TrackConfig::Avc(self.config.clone())
+    }
+}
+
+/// SPS and PPS from the extradata the encoder wrote at open (Annex B with global headers).
+fn read_parameter_sets(encoder: &encoder::Video) -> Result<AvcConfig, NvencError> {
+    // SAFETY: the context is open; avcodec_open2 set `extradata` to `extradata_size` bytes (or
+    // left it null), owned by the context, which outlives this borrow; we copy what we need.
+    let extradata = unsafe {
+        let context = &*encoder.as_ptr();
+        match (
+            context.extradata.is_null(),
+            usize::try_from(context.extradata_size),
+        ) {
+            (false, Ok(len)) => std::slice::from_raw_parts(context.extradata, len).to_vec(),
+            _ => Vec::new(),
+        }
+    };
+    parameter_sets_from_annex_b(&extradata)
+}
+
+/// The first SPS and PPS of an Annex B byte stream, parsed into a track config.
+pub(crate) fn parameter_sets_from_annex_b(extradata: &[u8]) -> Result<AvcConfig, NvencError> {
+    let (mut sps, mut pps) = (None, None);
+    for nal in annex_b::nal_units(extradata) {
+        match nal.first().map(|b| b & 0x1f) {
+            Some(NAL_SPS) if sps.is_none() => sps = Some(nal),
+            Some(NAL_PPS) if pps.is_none() => pps = Some(nal),
+            _ => {}
+        }
+    }
+    let sps = sps.ok_or(NvencError::MissingParameterSet("SPS"))?;
+    let pps = pps.ok_or(NvencError::MissingParameterSet("PPS"))?;
+    Ok(AvcConfig::from_parameter_sets(sps, pps)?)
+}

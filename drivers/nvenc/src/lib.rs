@@ -1,0 +1,363 @@
+//! GPU H.264 encoding with NVIDIA NVENC behind [`media::encode::VideoEncoder`], through
+//! libavcodec's `h264_nvenc` (ffmpeg-next over Debian's FFmpeg 5.1).
+//!
+//! Why libavcodec and not our own shim over the NVENC API (docs/drivers.md has the long form):
+//! Debian's FFmpeg already carries `h264_nvenc` / `hevc_nvenc`, built on nv-codec-headers, which
+//! `dlopen` `libcuda.so.1` and `libnvidia-encode.so.1` at run time. So this crate builds, links
+//! and passes its tests on machines with no NVIDIA driver, needs no CUDA toolkit or Video Codec
+//! SDK at build time (the `nvidia-video-codec-sdk` crate needs both), and reuses FFmpeg's
+//! tested session, rate-control and surface handling, which a shim would have to rewrite.
+//!
+//! Before the encoder is opened, [`check_gpu`] loads the driver libraries itself and asks the
+//! CUDA driver about the GPU, so a missing driver, a machine with no GPU, or a GPU without an
+//! NVENC engine (data-centre parts such as the A100 and H100 have none) is
+//! [`NvencError::Unavailable`] with a reason an operator can act on, never a panic. The ladder
+//! falls back to x264 on that error, or refuses the stream's ladder, as configured.
+//!
+//! Output: the encoder is opened with `AV_CODEC_FLAG_GLOBAL_HEADER`, so SPS and PPS come once in
+//! the extradata (Annex B) and go into the track's [`AvcConfig`] (ITU-T H.264 §7.3.2.1,
+//! §7.3.2.2); packets (Annex B, ITU-T H.264 Annex B.1) are rewritten as 4-byte length-prefixed
+//! NAL units (ISO/IEC 14496-15 §5.3.4.2) with [`media::annex_b`], dropping AUDs and any repeated
+//! parameter sets. IDRs: the GOP is as long as FFmpeg allows (2^31 − 1 frames) and scene-cut
+//! detection is off, so IDRs come only where the caller forces them (`pict_type = I` with
+//! `forced-idr=1`). No B-frames and `zerolatency=1`, so dts = pts and units come out in order.
+//!
+//! Not done: HEVC and AV1 output through this encoder (`hevc_nvenc` is probed only; Debian's
+//! FFmpeg 5.1 has no `av1_nvenc`), NVDEC decode and keeping frames on the GPU between decode,
+//! scale and encode (frames are uploaded from system memory by libavcodec), several GPUs chosen
+//! by load.
+
+mod driver;
+mod encoder;
+mod log_capture;
+
+pub use driver::{DriverLibraries, FFMPEG_NVENC_API, GpuInfo, check_gpu, check_gpu_with};
+pub use encoder::NvencEncoder;
+
+use media::MediaError;
+
+/// Errors from the NVENC driver. [`NvencError::Unavailable`] means "no usable NVENC here"
+/// (fall back or refuse); the others are mistakes in settings or input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NvencError {
+    #[error("NVENC unavailable: {reason}")]
+    Unavailable { reason: String },
+    #[error("NVENC setting {setting}: {reason}")]
+    InvalidSettings {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error("FFmpeg {call} failed in h264_nvenc: {source}")]
+    Ffmpeg {
+        call: &'static str,
+        source: ffmpeg_next::Error,
+    },
+    #[error("h264_nvenc extradata holds no {0} NAL unit")]
+    MissingParameterSet(&'static str),
+    #[error("h264_nvenc parameter sets do not parse: {0}")]
+    Config(#[from] MediaError),
+    #[error("picture is {got_width}x{got_height}, the encoder was opened for {width}x{height}")]
+    FrameSize {
+        width: u32,
+        height: u32,
+        got_width: u32,
+        got_height: u32,
+    },
+    #[error("plane {plane} of the picture is shorter than its rows at its stride")]
+    PlaneTooSmall { plane: usize },
+    #[error("picture submitted after flush")]
+    SubmitAfterFlush,
+}
+
+impl NvencError {
+    /// The reason NVENC cannot be used here, for errors that mean exactly that.
+    pub fn unavailable_reason(&self) -> Option<&str> {
+        match self {
+            NvencError::Unavailable { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// The NVENC codecs FFmpeg offers (Debian's 5.1 has no `av1_nvenc`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NvencCodec {
+    H264,
+    Hevc,
+}
+
+impl NvencCodec {
+    /// The libavcodec encoder name.
+    pub fn ffmpeg_name(self) -> &'static str {
+        match self {
+            NvencCodec::H264 => "h264_nvenc",
+            NvencCodec::Hevc => "hevc_nvenc",
+        }
+    }
+}
+
+/// NVENC presets, fastest (`p1`) to best quality (`p7`), as in Video Codec SDK 10+.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NvencPreset {
+    P1,
+    P2,
+    P3,
+    P4,
+    P5,
+    P6,
+    P7,
+}
+
+impl NvencPreset {
+    pub const ALL: [NvencPreset; 7] = [
+        NvencPreset::P1,
+        NvencPreset::P2,
+        NvencPreset::P3,
+        NvencPreset::P4,
+        NvencPreset::P5,
+        NvencPreset::P6,
+        NvencPreset::P7,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NvencPreset::P1 => "p1",
+            NvencPreset::P2 => "p2",
+            NvencPreset::P3 => "p3",
+            NvencPreset::P4 => "p4",
+            NvencPreset::P5 => "p5",
+            NvencPreset::P6 => "p6",
+            NvencPreset::P7 => "p7",
+        }
+    }
+
+    /// `p1` … `p7`.
+    pub fn from_name(name: &str) -> Option<NvencPreset> {
+        NvencPreset::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// NVENC tuning (FFmpeg's `tune`): what the preset optimises for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NvencTune {
+    HighQuality,
+    /// `ll`: no look-ahead, bounded frame delay; what live streaming wants.
+    LowLatency,
+    /// `ull`: lowest delay, some quality lost.
+    UltraLowLatency,
+}
+
+impl NvencTune {
+    pub fn name(self) -> &'static str {
+        match self {
+            NvencTune::HighQuality => "hq",
+            NvencTune::LowLatency => "ll",
+            NvencTune::UltraLowLatency => "ull",
+        }
+    }
+}
+
+/// H.264 profiles (ITU-T H.264 Annex A.2) NVENC can be held to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NvencProfile {
+    Baseline,
+    Main,
+    High,
+}
+
+impl NvencProfile {
+    pub fn name(self) -> &'static str {
+        match self {
+            NvencProfile::Baseline => "baseline",
+            NvencProfile::Main => "main",
+            NvencProfile::High => "high",
+        }
+    }
+}
+
+/// How to open the encoder; mirrors `x264::X264Settings` so a ladder rung can be given to
+/// either. Rate control is VBR with a VBV cap (what HLS BANDWIDTH advertises).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NvencSettings {
+    /// Picture size in pixels; both even (4:2:0 chroma).
+    pub width: u32,
+    pub height: u32,
+    pub fps_num: u32,
+    pub fps_den: u32,
+    /// Average bitrate in kbit/s.
+    pub bitrate_kbps: u32,
+    /// VBV peak rate in kbit/s; 0 means the average bitrate.
+    pub vbv_max_kbps: u32,
+    /// VBV buffer in kbit; 0 means one second at the peak rate.
+    pub vbv_buffer_kbits: u32,
+    pub preset: NvencPreset,
+    pub tune: NvencTune,
+    pub profile: NvencProfile,
+    /// CUDA device ordinal of the GPU to encode on.
+    pub gpu: u32,
+}
+
+impl Default for NvencSettings {
+    fn default() -> Self {
+        NvencSettings {
+            width: 1280,
+            height: 720,
+            fps_num: 30,
+            fps_den: 1,
+            bitrate_kbps: 2000,
+            vbv_max_kbps: 0,
+            vbv_buffer_kbits: 0,
+            preset: NvencPreset::P4,
+            tune: NvencTune::LowLatency,
+            profile: NvencProfile::High,
+            gpu: 0,
+        }
+    }
+}
+
+impl NvencSettings {
+    fn check(&self) -> Result<(), NvencError> {
+        let invalid =
+            |setting, reason: String| Err(NvencError::InvalidSettings { setting, reason });
+        // NVENC's H.264 limit is 4096 pixels a side on every GPU generation so far.
+        for (setting, value) in [("width", self.width), ("height", self.height)] {
+            if !(2..=4096).contains(&value) || !value.is_multiple_of(2) {
+                return invalid(setting, format!("{value} is not even in 2..=4096"));
+            }
+        }
+        if self.fps_num == 0 || self.fps_den == 0 || self.fps_num > 1000 * self.fps_den {
+            return invalid(
+                "fps",
+                format!("{}/{} is not in (0, 1000]", self.fps_num, self.fps_den),
+            );
+        }
+        if !(1..=1_000_000).contains(&self.bitrate_kbps) {
+            return invalid(
+                "bitrate_kbps",
+                format!("{} is not in 1..=1000000", self.bitrate_kbps),
+            );
+        }
+        if self.vbv_max_kbps > 1_000_000 || self.vbv_buffer_kbits > 10_000_000 {
+            return invalid("vbv", "peak rate or buffer out of range".into());
+        }
+        if self.gpu > 63 {
+            return invalid("gpu", format!("{} is not in 0..=63", self.gpu));
+        }
+        Ok(())
+    }
+
+    fn peak_kbps(&self) -> u32 {
+        if self.vbv_max_kbps == 0 {
+            self.bitrate_kbps
+        } else {
+            self.vbv_max_kbps
+        }
+    }
+
+    fn buffer_kbits(&self) -> u32 {
+        if self.vbv_buffer_kbits == 0 {
+            self.peak_kbps()
+        } else {
+            self.vbv_buffer_kbits
+        }
+    }
+}
+
+/// What [`probe`] found for one NVENC codec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NvencProbe {
+    pub codec: NvencCodec,
+    /// The GPU the driver reported, when it got that far.
+    pub gpu: Option<GpuInfo>,
+    /// `None`: an encoder opened on GPU 0. `Some(reason)`: why not.
+    pub unavailable: Option<String>,
+}
+
+/// Whether `codec` can encode on GPU 0 here: the driver checks of [`check_gpu`], then a real
+/// open of a small encoder (the only way to know the GPU has an NVENC engine), dropped at once.
+pub fn probe(codec: NvencCodec) -> NvencProbe {
+    let settings = NvencSettings {
+        width: 256,
+        height: 144,
+        bitrate_kbps: 200,
+        ..NvencSettings::default()
+    };
+    let gpu = check_gpu(settings.gpu).ok();
+    let unavailable = match encoder::open_context(codec, &settings) {
+        Ok(_) => None,
+        Err(NvencError::Unavailable { reason }) => Some(reason),
+        Err(other) => Some(other.to_string()),
+    };
+    NvencProbe {
+        codec,
+        gpu,
+        unavailable,
+    }
+}
+
+/// Turns a failed `avcodec_open2` of an NVENC encoder into a reason. `log` is what FFmpeg
+/// logged meanwhile; `gpu` is what [`check_gpu`] found before (so the driver and a device were
+/// there). The texts are libavcodec/nvenc.c's (FFmpeg 5.1) and nv-codec-headers' loader's.
+pub fn open_failure_reason(
+    encoder: &str,
+    error: ffmpeg_next::Error,
+    log: &[String],
+    gpu: Option<&GpuInfo>,
+) -> String {
+    let has = |needle: &str| log.iter().any(|line| line.contains(needle));
+    let gpu_name = gpu.map_or_else(
+        || "GPU 0".to_owned(),
+        |g| format!("GPU {} ({})", g.index, g.name),
+    );
+    let details = log
+        .iter()
+        .map(|line| strip_log_prefix(line))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if has("Cannot load libcuda") {
+        return format!("libcuda.so.1 not found (FFmpeg's loader: {details})");
+    }
+    if has("Cannot load libnvidia-encode") {
+        return format!("libnvidia-encode.so.1 not found (FFmpeg's loader: {details})");
+    }
+    if has("No CUDA capable devices found") {
+        return "no CUDA device (the driver sees no GPU)".to_owned();
+    }
+    // Every device failed nvenc_check_device: its session would not open ("unsupported device",
+    // "no encode device") or it lacks the codec. On a GPU the driver accepted, with nothing
+    // logged (no capture on this platform), the same AVERROR_EXTERNAL means the same.
+    let no_engine = has("No capable devices found")
+        || has("unsupported device")
+        || has("no encode device")
+        || (log.is_empty() && gpu.is_some() && error == ffmpeg_next::Error::External);
+    if no_engine {
+        return if details.is_empty() {
+            format!("{gpu_name} has no NVENC engine")
+        } else {
+            format!("{gpu_name} has no NVENC engine ({details})")
+        };
+    }
+    if has("Driver does not support the required nvenc API version") {
+        return format!("NVIDIA driver too old for FFmpeg's {encoder}: {details}");
+    }
+    if details.is_empty() {
+        format!("{encoder} did not open: {error}")
+    } else {
+        format!("{encoder} did not open: {details} ({error})")
+    }
+}
+
+/// `[h264_nvenc @ 0x55d0c2a0] No capable devices found` → `No capable devices found`.
+fn strip_log_prefix(line: &str) -> &str {
+    match line
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+    {
+        Some((_, message)) => message,
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests;
