@@ -126,6 +126,8 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
         assert!(api[index]["codec"].as_str().unwrap().starts_with("avc1."));
     }
     assert_eq!(api[1]["dropped_frames"].as_u64(), Some(0), "{api:?}");
+    assert_eq!(api[1]["encoder"], "x264", "{api:?}");
+    assert!(api[1].get("fallback_reason").is_none(), "{api:?}");
     assert_eq!(api[3]["name"], "audio");
 
     // Until the stream ends (publisher gone + 2 s grace), then read the final playlists.

@@ -280,6 +280,12 @@ pub struct RenditionStatus {
     /// Transcoded rungs: how far the encoder is behind the decoder, ms of media.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lag_ms: Option<u64>,
+    /// Transcoded rungs: the encoder that runs the rung (`x264`, `nvenc`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<&'static str>,
+    /// Transcoded rungs asking for NVENC that run on x264: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
 }
 
 impl RenditionStatus {
@@ -304,6 +310,8 @@ impl RenditionStatus {
                 encode_fps: None,
                 dropped_frames: None,
                 lag_ms: None,
+                encoder: None,
+                fallback_reason: None,
             });
         }
         for (index, rung) in ladder.map_or(&[][..], |l| &l.rungs[..]).iter().enumerate() {
@@ -311,6 +319,9 @@ impl RenditionStatus {
                 .and_then(|l| l.stats.get(index))
                 .copied()
                 .unwrap_or_default();
+            let (encoder, fallback_reason) = ladder
+                .and_then(|l| l.encoders.get(index))
+                .map_or((None, None), |(e, why)| (Some(*e), why.clone()));
             out.push(RenditionStatus {
                 name: rung.name.clone(),
                 codec: rung.avc.codec_string(),
@@ -327,6 +338,8 @@ impl RenditionStatus {
                 encode_fps: Some((stats.encoded_fps * 100.0).round() / 100.0),
                 dropped_frames: Some(stats.dropped_frames),
                 lag_ms: Some(u64::try_from(stats.lag_ticks.max(0) / 90).unwrap_or(0)),
+                encoder,
+                fallback_reason,
             });
         }
         if let Some(a) = audio {
@@ -341,6 +354,8 @@ impl RenditionStatus {
                 encode_fps: None,
                 dropped_frames: None,
                 lag_ms: None,
+                encoder: None,
+                fallback_reason: None,
             });
         }
         out
@@ -406,6 +421,8 @@ struct Stream {
 struct StreamLadder {
     generation: u64,
     rungs: Vec<Rendition>,
+    /// Per rung: the encoder that runs it, and why an NVENC rung fell back to x264.
+    encoders: Vec<(&'static str, Option<String>)>,
     /// Latest figures from the worker, by rung index.
     stats: Vec<RungStats>,
     /// The publisher is gone; its last segment waits for the ladder until then.
@@ -683,6 +700,10 @@ impl StreamHub {
                 avc: info.avc.clone(),
             })
             .collect();
+        let encoders: Vec<(&'static str, Option<String>)> = ladder
+            .rungs()
+            .map(|info| (info.encoder.name(), info.fallback_reason.map(str::to_owned)))
+            .collect();
         if rungs.is_empty() {
             tracing::info!(stream = %stream, height = source.height, "no rung fits under the source: passthrough only");
             return None;
@@ -707,6 +728,7 @@ impl StreamHub {
         Some(StreamLadder {
             generation,
             rungs,
+            encoders,
             stats: vec![RungStats::default(); count],
             finishing_until: None,
             dropped_units: 0,
