@@ -1,12 +1,16 @@
 //! Helpers for corecast's end-to-end tests: start the real `corecast` binary on free ports,
 //! publish with real ffmpeg, fetch over HTTP, probe with ffprobe. No mocks: every peer is the
-//! real tool (installed by scripts/install-deps.sh --test).
+//! real tool (installed by scripts/install-deps.sh --test). The tool helpers and the test
+//! source come from corecast-testmedia, shared with the per-crate tests.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use testmedia::TestSource;
+pub use testmedia::{TempDir, ffmpeg_decode_errors, ffprobe_json, require_tool};
 
 /// The `corecast` binary next to this test binary (`target/<profile>/corecast`).
 pub fn corecast_binary() -> PathBuf {
@@ -29,20 +33,6 @@ pub fn corecast_binary() -> PathBuf {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr").port()
-}
-
-/// Fails the test with a clear message when a tool the test needs is missing.
-pub fn require_tool(name: &str) {
-    let found = Command::new(name)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "`{name}` not found: run scripts/install-deps.sh --test (make test does)"
-    );
 }
 
 /// A running corecast process; killed when dropped. Its log goes to a file under the temp dir,
@@ -247,24 +237,13 @@ pub fn ffmpeg_publish(url: &str, seconds: u32) -> Child {
 /// As [`ffmpeg_publish`], with extra output options (e.g. `["-an"]` for video only).
 pub fn ffmpeg_publish_with(url: &str, seconds: u32, extra: &[&str]) -> Child {
     require_tool("ffmpeg");
-    let duration = seconds.to_string();
     Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &duration])
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "60",
-        ])
-        .args([
-            "-keyint_min",
-            "60",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(["-c:a", "aac", "-b:a", "96k", "-ac", "2"])
+        .args(
+            TestSource::new(640, 360, seconds)
+                .with_audio()
+                .ffmpeg_args(),
+        )
         .args(extra)
         .args(["-f", "flv", url])
         .stdout(Stdio::null())
@@ -296,37 +275,6 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Output {
         stdout: Vec::new(),
         stderr,
     }
-}
-
-/// Runs ffprobe with `args` and returns its JSON output.
-pub fn ffprobe_json(args: &[&str]) -> serde_json::Value {
-    require_tool("ffprobe");
-    let output = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json"])
-        .args(args)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        output.status.success(),
-        "ffprobe {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("ffprobe JSON")
-}
-
-/// Decodes `input` fully with ffmpeg; returns what ffmpeg reported at level error.
-pub fn ffmpeg_decode_errors(input: &str) -> String {
-    require_tool("ffmpeg");
-    let output = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-i", input])
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("run ffmpeg");
-    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
-    if !output.status.success() {
-        text.push_str(&format!("\n(ffmpeg exit status {})", output.status));
-    }
-    text
 }
 
 /// A media playlist's segment URIs and tags, enough for the tests' checks.
@@ -382,31 +330,5 @@ impl MediaPlaylist {
             .enumerate()
             .map(|(i, s)| (self.media_sequence + i as u64, s))
             .collect()
-    }
-}
-
-/// A temporary directory removed on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(label: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("corecast-e2e-{label}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

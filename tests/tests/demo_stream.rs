@@ -16,7 +16,7 @@ fn demo_stream_is_playable_without_a_publisher() {
         |t| MediaPlaylist::parse(t).segments.len() >= 2,
     );
     let playlist = MediaPlaylist::parse(&media.text());
-    let probe = ffprobe_json(&["-show_streams", &server.url("/live/demo/index.m3u8")]);
+    let probe = ffprobe_json(&["-show_streams"], server.url("/live/demo/index.m3u8"));
     let streams = probe["streams"].as_array().expect("streams");
     let video = streams
         .iter()
@@ -39,13 +39,10 @@ fn demo_stream_is_playable_without_a_publisher() {
     let (uri, duration, _) = &playlist.segments[0];
     bytes.extend(server.get(&format!("/live/demo/source/{uri}")).body);
     std::fs::write(&file, bytes).unwrap();
-    let frames = ffprobe_json(&[
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "frame=key_frame",
+    let frames = ffprobe_json(
+        &["-select_streams", "v:0", "-show_entries", "frame=key_frame"],
         file.to_str().unwrap(),
-    ]);
+    );
     let frames = frames["frames"].as_array().expect("frames");
     assert_eq!(frames.len(), 60, "a {duration} s segment at 30 fps");
     assert_eq!(frames[0]["key_frame"], 1);

@@ -98,13 +98,15 @@ impl Follower {
 }
 
 fn packets(path: &std::path::Path, stream: &str) -> Vec<(i64, i64)> {
-    let probe = ffprobe_json(&[
-        "-select_streams",
-        stream,
-        "-show_entries",
-        "packet=dts,duration",
+    let probe = ffprobe_json(
+        &[
+            "-select_streams",
+            stream,
+            "-show_entries",
+            "packet=dts,duration",
+        ],
         path.to_str().unwrap(),
-    ]);
+    );
     probe["packets"]
         .as_array()
         .expect("packets")
@@ -119,13 +121,10 @@ fn packets(path: &std::path::Path, stream: &str) -> Vec<(i64, i64)> {
 }
 
 fn first_stream(path: &str, select: &str) -> serde_json::Value {
-    let probe = ffprobe_json(&[
-        "-select_streams",
-        select,
-        "-count_frames",
-        "-show_streams",
+    let probe = ffprobe_json(
+        &["-select_streams", select, "-count_frames", "-show_streams"],
         path,
-    ]);
+    );
     probe["streams"][0].clone()
 }
 
@@ -341,7 +340,7 @@ fn rtmp_publish_is_served_as_hls_dash_and_ts() {
         "ended MPD:\n{}",
         mpd.text()
     );
-    let dash = ffprobe_json(&["-show_streams", &server.url("/live/cam/index.mpd")]);
+    let dash = ffprobe_json(&["-show_streams"], server.url("/live/cam/index.mpd"));
     let codecs: Vec<&str> = dash["streams"]
         .as_array()
         .expect("streams")
@@ -352,10 +351,10 @@ fn rtmp_publish_is_served_as_hls_dash_and_ts() {
         codecs.contains(&"h264") && codecs.contains(&"aac"),
         "DASH streams: {codecs:?}"
     );
-    let errors = ffmpeg_decode_errors(&server.url("/live/cam/index.mpd"));
+    let errors = ffmpeg_decode_errors(server.url("/live/cam/index.mpd"));
     assert!(errors.trim().is_empty(), "DASH decode errors: {errors}");
     // HLS through ffmpeg's own HLS client (multivariant + audio group)
-    let hls = ffprobe_json(&["-show_streams", &server.url("/live/cam/index.m3u8")]);
+    let hls = ffprobe_json(&["-show_streams"], server.url("/live/cam/index.m3u8"));
     assert!(
         hls["streams"].as_array().expect("streams").len() >= 2,
         "HLS streams: {hls}"

@@ -5,7 +5,7 @@ use std::time::Duration;
 use corecast_e2e::{MediaPlaylist, Server, ffmpeg_publish_with, ffprobe_json, wait_child};
 
 fn codecs_of(server: &Server, path: &str) -> Vec<String> {
-    let probe = ffprobe_json(&["-show_streams", &server.url(path)]);
+    let probe = ffprobe_json(&["-show_streams"], server.url(path));
     probe["streams"]
         .as_array()
         .expect("streams")

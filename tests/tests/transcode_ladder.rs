@@ -52,13 +52,15 @@ fn first_slice_type(segment: &[u8]) -> Option<u8> {
 
 /// (key_frame, pict_type) of every frame of a file, decoded by ffprobe.
 fn frames(path: &str) -> Vec<(i64, String)> {
-    let probe = ffprobe_json(&[
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "frame=key_frame,pict_type",
+    let probe = ffprobe_json(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=key_frame,pict_type",
+        ],
         path,
-    ]);
+    );
     probe["frames"]
         .as_array()
         .expect("frames")
@@ -223,11 +225,10 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
         if !counts.iter().all(|&c| c == counts[0]) {
             for (name, _, _) in RENDITIONS {
                 let path = tmp.path().join(format!("{name}-{uri}.mp4"));
-                let probe = ffprobe_json(&[
-                    "-show_entries",
-                    "packet=pts,dts,flags",
+                let probe = ffprobe_json(
+                    &["-show_entries", "packet=pts,dts,flags"],
                     path.to_str().unwrap(),
-                ]);
+                );
                 eprintln!("{name}: {}", probe["packets"]);
             }
         }
@@ -257,12 +258,10 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
         let path = tmp
             .path()
             .join(format!("{name}-{}.mp4", source.segments[0].0));
-        let probe = ffprobe_json(&[
-            "-select_streams",
-            "v:0",
-            "-show_streams",
+        let probe = ffprobe_json(
+            &["-select_streams", "v:0", "-show_streams"],
             path.to_str().unwrap(),
-        ]);
+        );
         let stream = &probe["streams"][0];
         assert_eq!(
             (stream["width"].as_u64(), stream["height"].as_u64()),
@@ -298,7 +297,7 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
             "{name}: {mpd}"
         );
     }
-    let probe = ffprobe_json(&["-show_streams", &server.url("/live/cam/index.mpd")]);
+    let probe = ffprobe_json(&["-show_streams"], server.url("/live/cam/index.mpd"));
     let mut sizes: Vec<(u64, u64)> = probe["streams"]
         .as_array()
         .expect("streams")

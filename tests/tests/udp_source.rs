@@ -57,13 +57,10 @@ fn concatenate(server: &Server, dir: &str, playlist: &MediaPlaylist, path: &Path
 }
 
 fn first_stream(path: &Path, select: &str) -> serde_json::Value {
-    let probe = ffprobe_json(&[
-        "-select_streams",
-        select,
-        "-count_frames",
-        "-show_streams",
+    let probe = ffprobe_json(
+        &["-select_streams", select, "-count_frames", "-show_streams"],
         path.to_str().expect("utf-8 path"),
-    ]);
+    );
     probe["streams"][0].clone()
 }
 

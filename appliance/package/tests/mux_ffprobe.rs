@@ -1,6 +1,7 @@
 //! The fMP4 and MPEG-TS muxers against a real peer: ffmpeg encodes 6 s of H.264 (High profile,
 //! 2 B-frames, an IDR every 2 s) and AAC into an MP4; the test takes the samples and codec
-//! configs out of it (ffprobe lists each packet's times, flags and file position), muxes 2 s
+//! configs out of it (corecast-testmedia's `TestSource`: ffprobe lists each packet's times,
+//! flags and file position, and dumps the avcC and AudioSpecificConfig), muxes 2 s
 //! segments as CMAF (init + N.m4s per track) and as TS, and has ffprobe and ffmpeg read them
 //! back: codecs, resolution, audio format, per-segment frame counts, every pts and dts (so
 //! B-frame composition offsets and contiguity across segments), keyframe flags, continuity
@@ -9,12 +10,11 @@
 //! Needs ffmpeg and ffprobe (scripts/install-deps.sh --test); fails saying so when missing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use bytes::Bytes;
 use corecast_package::{fmp4, ts};
-use media::{AacConfig, AccessUnit, AvcConfig, Codec, TrackConfig, rescale};
+use media::{AacConfig, AccessUnit, AvcConfig, TrackConfig, rescale};
 use serde_json::Value;
+use testmedia::{TempDir, TestSource, ffmpeg_decode_errors, ffprobe_int, ffprobe_json};
 
 const VIDEO_TRACK_ID: u32 = 1;
 const AUDIO_TRACK_ID: u32 = 2;
@@ -25,16 +25,15 @@ const SHIFT_SECONDS: i64 = 1;
 
 #[test]
 fn ffprobe_reads_our_fmp4_and_ts_segments() {
-    let dir = scratch_dir();
-    let source = encode_source(&dir);
+    let temp = TempDir::new("mux-ffprobe");
+    let dir = temp.path();
+    let source = encode_source(dir);
     let segments = cut_segments(&source);
     assert_eq!(segments.len(), 3, "6 s with an IDR every 2 s");
 
-    check_fmp4_video(&dir, &source, &segments);
-    check_fmp4_audio(&dir, &source, &segments);
-    check_ts(&dir, &source, &segments);
-
-    std::fs::remove_dir_all(&dir).ok();
+    check_fmp4_video(dir, &source, &segments);
+    check_fmp4_audio(dir, &source, &segments);
+    check_ts(dir, &source, &segments);
 }
 
 struct Source {
@@ -51,55 +50,8 @@ struct Segment {
     audio: std::ops::Range<usize>,
 }
 
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("corecast-mux-ffprobe-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
-}
-
-fn tool(name: &str) -> Command {
-    if Command::new(name).arg("-version").output().is_err() {
-        panic!("{name} is not installed: run scripts/install-deps.sh --test");
-    }
-    let mut command = Command::new(name);
-    command.arg("-hide_banner");
-    command
-}
-
-fn run(command: &mut Command) -> Output {
-    let output = command.output().expect("tool runs");
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 fn ffprobe(path: &Path) -> Value {
-    let output = run(tool("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-of",
-            "json",
-            "-show_streams",
-            "-show_packets",
-        ])
-        .arg(path));
-    serde_json::from_slice(&output.stdout).expect("ffprobe writes JSON")
-}
-
-/// ffprobe writes some numbers as JSON numbers and some as strings.
-fn int(value: &Value) -> i64 {
-    match value {
-        Value::Number(number) => number.as_i64().expect("integer"),
-        Value::String(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("not an integer: {text}")),
-        other => panic!("not an integer: {other}"),
-    }
+    ffprobe_json(&["-show_streams", "-show_packets"], path)
 }
 
 fn text(value: &Value) -> &str {
@@ -109,87 +61,30 @@ fn text(value: &Value) -> &str {
 }
 
 fn encode_source(dir: &Path) -> Source {
-    let path = dir.join("source.mp4");
-    run(tool("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "6",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-bf",
-            "2",
-            "-g",
-            "60",
-            "-keyint_min",
-            "60",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-ac",
-            "2",
-            "-b:a",
-            "96k",
-            "-video_track_timescale",
-            "90000",
-            "-movflags",
-            "+faststart",
-        ])
-        .arg(&path));
-    let file = std::fs::read(&path).expect("read source.mp4");
-
-    // With +faststart the moov (and so the first avcC/esds) comes before any sample data.
-    let video_config =
-        AvcConfig::from_record(box_body(&file, b"avcC")).expect("x264's avcC parses");
-    let esds = box_body(&file, b"esds");
-    let asc = decoder_specific_info(esds.get(4..).expect("esds has version and flags"))
-        .expect("esds has a DecoderSpecificInfo");
-    let audio_config = AacConfig::from_asc(asc).expect("ffmpeg's AudioSpecificConfig parses");
+    let media = TestSource::new(640, 360, 6).with_audio().make(dir);
+    let video_config = media.video.clone();
+    let audio_config = media.audio.clone().expect("an AAC track");
     assert_eq!((video_config.width, video_config.height), (640, 360));
     assert_eq!(
         (audio_config.sample_rate, audio_config.channels),
         (SAMPLE_RATE, 2)
     );
-
-    let probe = ffprobe(&path);
-    let (mut video, mut audio) = (Vec::new(), Vec::new());
-    for packet in probe["packets"].as_array().expect("packets") {
-        let flags = text(&packet["flags"]);
-        if flags.contains('D') {
-            continue; // the AAC priming frame a live encoder would not send
-        }
-        let start = usize::try_from(int(&packet["pos"])).unwrap();
-        let size = usize::try_from(int(&packet["size"])).unwrap();
-        let payload = Bytes::copy_from_slice(&file[start..start + size]);
-        let (codec, shift, units) = match int(&packet["stream_index"]) {
-            0 => (Codec::H264, SHIFT_SECONDS * 90_000, &mut video),
-            _ => (
-                Codec::Aac,
-                SHIFT_SECONDS * i64::from(SAMPLE_RATE),
-                &mut audio,
-            ),
-        };
-        units.push(AccessUnit {
-            codec,
-            pts: int(&packet["pts"]) + shift,
-            dts: int(&packet["dts"]) + shift,
-            keyframe: flags.contains('K'),
-            payload,
-        });
-    }
+    let shifted = |units: Vec<AccessUnit>, ticks: i64| -> Vec<AccessUnit> {
+        units
+            .into_iter()
+            .map(|mut unit| {
+                unit.pts += ticks;
+                unit.dts += ticks;
+                unit
+            })
+            .collect()
+    };
+    let video = shifted(media.video_units(), SHIFT_SECONDS * 90_000);
+    // Without the AAC priming frame a live encoder would not send.
+    let audio = shifted(
+        media.live_audio_units(),
+        SHIFT_SECONDS * i64::from(SAMPLE_RATE),
+    );
     assert_eq!(video.len(), 180);
     assert!(audio.len() > 270, "6 s of 1024-sample frames");
     assert!(
@@ -202,40 +97,6 @@ fn encode_source(dir: &Path) -> Source {
         video,
         audio,
     }
-}
-
-fn box_body<'a>(file: &'a [u8], kind: &[u8; 4]) -> &'a [u8] {
-    let at = file
-        .windows(4)
-        .position(|window| window == kind)
-        .expect("box present");
-    let size = u32::from_be_bytes(file[at - 4..at].try_into().unwrap()) as usize;
-    &file[at + 4..at - 4 + size]
-}
-
-/// Finds the DecoderSpecificInfo (tag 5) in ES_Descriptor / DecoderConfigDescriptor nesting
-/// (ISO/IEC 14496-1 §7.2.6).
-fn decoder_specific_info(mut data: &[u8]) -> Option<&[u8]> {
-    while let Some((&tag, rest)) = data.split_first() {
-        let mut size = 0usize;
-        let mut rest = rest;
-        loop {
-            let (&byte, after) = rest.split_first()?;
-            size = (size << 7) | usize::from(byte & 0x7f);
-            rest = after;
-            if byte & 0x80 == 0 {
-                break;
-            }
-        }
-        let (body, after) = rest.split_at_checked(size)?;
-        match tag {
-            0x03 => return decoder_specific_info(body.get(3..)?),
-            0x04 => return decoder_specific_info(body.get(13..)?),
-            0x05 => return Some(body),
-            _ => data = after,
-        }
-    }
-    None
 }
 
 /// Cuts at every video keyframe; audio frames go with the segment their pts falls in.
@@ -319,12 +180,12 @@ fn assert_packets(
     assert_eq!(packets.len(), units.len(), "{what}: packet count");
     for (index, (packet, unit)) in packets.iter().zip(units).enumerate() {
         assert_eq!(
-            int(&packet["pts"]),
+            ffprobe_int(&packet["pts"]),
             to_probe_time(unit.pts),
             "{what}: pts of packet {index}"
         );
         assert_eq!(
-            int(&packet["dts"]),
+            ffprobe_int(&packet["dts"]),
             to_probe_time(unit.dts),
             "{what}: dts of packet {index}"
         );
@@ -342,16 +203,12 @@ fn packets_of(probe: &Value, stream_index: i64) -> Vec<&Value> {
         .as_array()
         .expect("packets")
         .iter()
-        .filter(|packet| int(&packet["stream_index"]) == stream_index)
+        .filter(|packet| ffprobe_int(&packet["stream_index"]) == stream_index)
         .collect()
 }
 
 fn assert_decodes_cleanly(path: &Path) {
-    let output = run(tool("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"]));
-    let errors = String::from_utf8_lossy(&output.stderr);
+    let errors = ffmpeg_decode_errors(path);
     assert!(
         errors.trim().is_empty(),
         "ffmpeg reports errors decoding {}: {errors}",
@@ -372,7 +229,13 @@ fn check_fmp4_video(dir: &Path, source: &Source, segments: &[Segment]) {
         let probe = ffprobe(path);
         let stream = &probe["streams"][0];
         assert_eq!(text(&stream["codec_name"]), "h264");
-        assert_eq!((int(&stream["width"]), int(&stream["height"])), (640, 360));
+        assert_eq!(
+            (
+                ffprobe_int(&stream["width"]),
+                ffprobe_int(&stream["height"])
+            ),
+            (640, 360)
+        );
         assert_eq!(text(&stream["time_base"]), "1/90000");
         let units = &source.video[range.clone()];
         assert!(
@@ -393,7 +256,7 @@ fn check_fmp4_video(dir: &Path, source: &Source, segments: &[Segment]) {
     assert_packets(&packets, &source.video, |t| t, "video, all segments");
     for pair in packets.windows(2) {
         assert_eq!(
-            int(&pair[1]["dts"]) - int(&pair[0]["dts"]),
+            ffprobe_int(&pair[1]["dts"]) - ffprobe_int(&pair[0]["dts"]),
             3000,
             "video dts contiguous"
         );
@@ -415,7 +278,7 @@ fn check_fmp4_audio(dir: &Path, source: &Source, segments: &[Segment]) {
         let stream = &probe["streams"][0];
         assert_eq!(text(&stream["codec_name"]), "aac");
         assert_eq!(text(&stream["sample_rate"]), "48000");
-        assert_eq!(int(&stream["channels"]), 2);
+        assert_eq!(ffprobe_int(&stream["channels"]), 2);
         assert_eq!(text(&stream["time_base"]), "1/48000");
         let units = &source.audio[range.clone()];
         assert_packets(
@@ -430,7 +293,7 @@ fn check_fmp4_audio(dir: &Path, source: &Source, segments: &[Segment]) {
     assert_packets(&packets, &source.audio, |t| t, "audio, all segments");
     for pair in packets.windows(2) {
         assert_eq!(
-            int(&pair[1]["dts"]) - int(&pair[0]["dts"]),
+            ffprobe_int(&pair[1]["dts"]) - ffprobe_int(&pair[0]["dts"]),
             1024,
             "audio dts contiguous"
         );
@@ -480,12 +343,15 @@ fn check_ts(dir: &Path, source: &Source, segments: &[Segment]) {
         let (video_stream, audio_stream) = (&streams[video_index], &streams[audio_index]);
         assert_eq!(text(&video_stream["codec_name"]), "h264");
         assert_eq!(
-            (int(&video_stream["width"]), int(&video_stream["height"])),
+            (
+                ffprobe_int(&video_stream["width"]),
+                ffprobe_int(&video_stream["height"])
+            ),
             (640, 360)
         );
         assert_eq!(text(&audio_stream["codec_name"]), "aac");
         assert_eq!(text(&audio_stream["sample_rate"]), "48000");
-        assert_eq!(int(&audio_stream["channels"]), 2);
+        assert_eq!(ffprobe_int(&audio_stream["channels"]), 2);
         let what = format!("TS segment {index}");
         assert_packets(
             &packets_of(&probe, video_index as i64),

@@ -4,119 +4,26 @@
 //! cargo run --release -p corecast-transcode --example ladder_timing [HEIGHT SECONDS PRESET]
 //!
 //! The source is ffmpeg's `testsrc2` at 16:9 and HEIGHT (default 1080), 30 fps, x264 veryfast
-//! with 2 B-frames and a keyframe every 2 s, made by the ffmpeg command line. Rungs are the
-//! default ladder's (those not taller than the source) with x264 PRESET (default veryfast).
+//! with 2 B-frames and a keyframe every 2 s, made by the ffmpeg command line
+//! (corecast-testmedia's `TestSource`). Rungs are the default ladder's (those not taller than
+//! the source) with x264 PRESET (default veryfast).
 #![allow(clippy::disallowed_methods)] // A benchmark reads the real clock by design.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use corecast_transcode::{Ladder, LadderConfig, rung_size};
 use libav::{H264Decoder, H264DecoderSettings, Scaler};
 use media::encode::VideoEncoder;
-use media::{AccessUnit, AvcConfig, Codec, rescale};
-use serde_json::Value;
+use media::{AccessUnit, AvcConfig};
+use testmedia::{TempDir, TestSource};
 use x264::{X264Encoder, X264Preset, X264Settings};
-
-fn hexdump_bytes(dump: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for line in dump.lines().filter(|l| l.len() > 10) {
-        let hex = line.get(10..49).unwrap_or(&line[10..]);
-        for group in hex.split_whitespace() {
-            for pair in group.as_bytes().chunks(2) {
-                out.push(u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap());
-            }
-        }
-    }
-    out
-}
-
-fn ffprobe(args: &[&str], path: &std::path::Path) -> Value {
-    let output = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json"])
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("ffprobe");
-    serde_json::from_slice(&output.stdout).expect("json")
-}
-
-fn number(value: &Value) -> i64 {
-    match value {
-        Value::String(text) => text.parse().unwrap(),
-        value => value.as_i64().unwrap(),
-    }
-}
 
 fn source(height: u32, seconds: u32) -> (AvcConfig, Vec<AccessUnit>) {
     let width = (height * 16 / 9 + 1) & !1;
-    let path = std::env::temp_dir().join(format!("corecast-ladder-timing-{height}p.mp4"));
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={width}x{height}:rate=30"))
-        .args([
-            "-t",
-            &seconds.to_string(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-        ])
-        .args([
-            "-bf",
-            "2",
-            "-g",
-            "60",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg");
-    assert!(status.success());
-    let file = std::fs::read(&path).unwrap();
-    let streams = ffprobe(
-        &["-show_streams", "-show_data", "-select_streams", "v:0"],
-        &path,
-    );
-    let stream = &streams["streams"][0];
-    let config =
-        AvcConfig::from_record(&hexdump_bytes(stream["extradata"].as_str().unwrap())).unwrap();
-    let (num, den) = stream["time_base"]
-        .as_str()
-        .unwrap()
-        .split_once('/')
-        .unwrap();
-    let (num, den): (i64, u32) = (num.parse().unwrap(), den.parse().unwrap());
-    let packets = ffprobe(
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts,dts,flags,pos,size",
-        ],
-        &path,
-    );
-    let units = packets["packets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let (pos, size) = (number(&p["pos"]) as usize, number(&p["size"]) as usize);
-            AccessUnit {
-                codec: Codec::H264,
-                pts: rescale(number(&p["pts"]) * num, den, 90_000),
-                dts: rescale(number(&p["dts"]) * num, den, 90_000),
-                keyframe: p["flags"].as_str().is_some_and(|f| f.starts_with('K')),
-                payload: Bytes::copy_from_slice(&file[pos..pos + size]),
-            }
-        })
-        .collect();
-    let _ = std::fs::remove_file(&path);
-    (config, units)
+    let dir = TempDir::new(&format!("ladder-timing-{height}p"));
+    let media = TestSource::new(width, height, seconds).make(dir.path());
+    let units = media.video_units();
+    (media.video, units)
 }
 
 fn preset(name: &str) -> X264Preset {

@@ -3,74 +3,26 @@
 //! through a ladder of two small rungs (360p and 180p, x264 ultrafast, to keep the shared box
 //! cool). The segment cuts of the source are computed by the packager's own `Segmenter`, not by
 //! the ladder's `SegmentClock`, so the test checks that the two agree. Outputs are written as
-//! Annex B and decoded by ffmpeg. Skips with a message where ffmpeg is not installed.
+//! Annex B and decoded by ffmpeg. The source comes from corecast-testmedia's `TestSource`; a
+//! missing ffmpeg fails the tests saying how to install it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use bytes::Bytes;
 use corecast_transcode::{
     GpuFallback, Ladder, LadderConfig, LadderError, NvencPreset, RungConfig, RungEncoder, RungId,
 };
-use media::{AccessUnit, AvcConfig, Codec, rescale};
+use media::{AccessUnit, AvcConfig};
 use package::live::segmenter::{Segmenter, SegmenterConfig};
 use serde_json::Value;
+use testmedia::{TempDir, TestSource, ffmpeg_decode_errors, ffprobe_int, ffprobe_json};
 use x264::{X264Preset, X264Profile};
 
 const SECONDS: u32 = 6;
-const FPS: u32 = 30;
+const FPS: u32 = 30; // TestSource's rate
 const GOP: u32 = 25;
 const TARGET: i64 = 180_000;
-
-fn tool_available(name: &str) -> bool {
-    Command::new(name)
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("corecast-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
-}
-
-/// Bytes of an ffprobe hex dump (`00000000: 0164 001e ...  ascii`).
-fn hexdump_bytes(dump: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for line in dump.lines().filter(|l| l.len() > 10) {
-        let hex = line.get(10..49).unwrap_or(&line[10..]);
-        for group in hex.split_whitespace() {
-            for pair in group.as_bytes().chunks(2) {
-                let text = std::str::from_utf8(pair).expect("ascii");
-                out.push(u8::from_str_radix(text, 16).expect("hex byte"));
-            }
-        }
-    }
-    out
-}
-
-fn ffprobe_json(args: &[&str], input: &Path) -> Value {
-    let output = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json"])
-        .args(args)
-        .arg(input)
-        .output()
-        .expect("run ffprobe");
-    assert!(output.status.success(), "ffprobe {args:?}: {output:?}");
-    serde_json::from_slice(&output.stdout).expect("ffprobe JSON")
-}
-
-fn number(value: &Value) -> i64 {
-    match value {
-        Value::String(text) => text.parse().expect("number"),
-        value => value.as_i64().expect("number"),
-    }
-}
 
 struct Source {
     config: AvcConfig,
@@ -81,82 +33,23 @@ struct Source {
 }
 
 /// Made once and shared by the tests (the encode is the expensive part).
-fn source() -> Option<&'static Source> {
-    static SOURCE: OnceLock<Option<Source>> = OnceLock::new();
-    SOURCE
-        .get_or_init(|| {
-            if !tool_available("ffmpeg") {
-                eprintln!("skipped: ffmpeg not installed (scripts/install-deps.sh --test)");
-                return None;
-            }
-            Some(make_source(&scratch_dir("ladder-source")))
-        })
-        .as_ref()
-}
-
-fn make_source(dir: &Path) -> Source {
-    let mp4 = dir.join("source.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=1280x720:rate={FPS}"))
-        .args(["-t", &SECONDS.to_string(), "-threads", "2"])
+fn source() -> &'static Source {
+    static SOURCE: OnceLock<Source> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let dir = TempDir::new("ladder-source");
         // ultrafast with B-frames put back: cheap, and still reordered like a real encoder.
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "2"])
-        .args(["-g", &GOP.to_string(), "-keyint_min", &GOP.to_string()])
-        .args(["-sc_threshold", "0", "-pix_fmt", "yuv420p"])
-        .arg(&mp4)
-        .status()
-        .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg made the source");
-    let file = std::fs::read(&mp4).expect("read mp4");
-    let streams = ffprobe_json(
-        &["-show_streams", "-show_data", "-select_streams", "v:0"],
-        &mp4,
-    );
-    let stream = &streams["streams"][0];
-    let config = AvcConfig::from_record(&hexdump_bytes(
-        stream["extradata"].as_str().expect("extradata"),
-    ))
-    .expect("avcC parses");
-    let (num, den) = stream["time_base"]
-        .as_str()
-        .and_then(|tb| tb.split_once('/'))
-        .expect("time_base");
-    let (num, den): (i64, u32) = (num.parse().unwrap(), den.parse().unwrap());
-    let packets = ffprobe_json(
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts,dts,flags,pos,size",
-        ],
-        &mp4,
-    );
-    let units: Vec<AccessUnit> = packets["packets"]
-        .as_array()
-        .expect("packets")
-        .iter()
-        .map(|packet| {
-            let (pos, size) = (
-                number(&packet["pos"]) as usize,
-                number(&packet["size"]) as usize,
-            );
-            AccessUnit {
-                codec: Codec::H264,
-                pts: rescale(number(&packet["pts"]) * num, den, 90_000),
-                dts: rescale(number(&packet["dts"]) * num, den, 90_000),
-                keyframe: packet["flags"].as_str().is_some_and(|f| f.starts_with('K')),
-                payload: Bytes::copy_from_slice(&file[pos..pos + size]),
-            }
-        })
-        .collect();
-    let cuts = packager_cuts(&units);
-    let _ = std::fs::remove_dir_all(dir);
-    Source {
-        config,
-        units,
-        cuts,
-    }
+        let media = TestSource::new(1280, 720, SECONDS)
+            .gop(GOP)
+            .preset("ultrafast")
+            .make(dir.path());
+        let units = media.video_units();
+        let cuts = packager_cuts(&units);
+        Source {
+            config: media.video,
+            units,
+            cuts,
+        }
+    })
 }
 
 /// The pts (input timeline) of the first unit of every segment the packager's segmenter cuts
@@ -253,8 +146,8 @@ fn run(
 /// Writes a rung as Annex B (SPS and PPS before each IDR) and has ffmpeg decode it: returns
 /// ffmpeg's error output and ffprobe's (width, height, frames).
 fn decode_with_ffmpeg(name: &str, avc: &AvcConfig, units: &[AccessUnit]) -> (String, Value) {
-    let dir = scratch_dir(&format!("ladder-{name}"));
-    let path = dir.join(format!("{name}.h264"));
+    let dir = TempDir::new(&format!("ladder-{name}"));
+    let path = dir.path().join(format!("{name}.h264"));
     let mut stream = Vec::new();
     for unit in units {
         if unit.keyframe {
@@ -266,13 +159,7 @@ fn decode_with_ffmpeg(name: &str, avc: &AvcConfig, units: &[AccessUnit]) -> (Str
         assert!(x264::append_annex_b(&unit.payload, &mut stream));
     }
     std::fs::write(&path, &stream).expect("write h264");
-    let decode = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("run ffmpeg");
-    assert!(decode.status.success(), "{decode:?}");
+    let errors = ffmpeg_decode_errors(&path);
     let probe = ffprobe_json(
         &[
             "-count_frames",
@@ -281,11 +168,7 @@ fn decode_with_ffmpeg(name: &str, avc: &AvcConfig, units: &[AccessUnit]) -> (Str
         ],
         &path,
     );
-    let _ = std::fs::remove_dir_all(&dir);
-    (
-        String::from_utf8_lossy(&decode.stderr).into_owned(),
-        probe["streams"][0].clone(),
-    )
+    (errors, probe["streams"][0].clone())
 }
 
 fn keyframe_pts(units: &[AccessUnit]) -> Vec<i64> {
@@ -294,7 +177,7 @@ fn keyframe_pts(units: &[AccessUnit]) -> Vec<i64> {
 
 #[test]
 fn every_rung_has_idrs_exactly_at_the_source_cuts_and_decodes_cleanly() {
-    let Some(source) = source() else { return };
+    let source = source();
     let frames = (SECONDS * FPS) as usize;
     assert_eq!(source.units.len(), frames);
     assert!(
@@ -338,9 +221,9 @@ fn every_rung_has_idrs_exactly_at_the_source_cuts_and_decodes_cleanly() {
 
         let (errors, probe) = decode_with_ffmpeg(name, avc, units);
         assert!(errors.is_empty(), "{name}: ffmpeg says {errors}");
-        assert_eq!(number(&probe["width"]), i64::from(sizes[index].1));
-        assert_eq!(number(&probe["height"]), i64::from(sizes[index].2));
-        assert_eq!(number(&probe["nb_read_frames"]), frames as i64);
+        assert_eq!(ffprobe_int(&probe["width"]), i64::from(sizes[index].1));
+        assert_eq!(ffprobe_int(&probe["height"]), i64::from(sizes[index].2));
+        assert_eq!(ffprobe_int(&probe["nb_read_frames"]), frames as i64);
         // Square pixels, so the picture keeps the source's 16:9.
         let sar = probe["sample_aspect_ratio"].as_str().unwrap_or("1:1");
         assert!(sar == "1:1" || sar == "0:1", "{name}: SAR {sar}");
@@ -368,7 +251,7 @@ fn every_rung_has_idrs_exactly_at_the_source_cuts_and_decodes_cleanly() {
 
 #[test]
 fn a_corrupt_source_unit_is_skipped_and_counted() {
-    let Some(source) = source() else { return };
+    let source = source();
     let frames = source.units.len();
     let mut units = source.units.clone();
     // A non-reference picture (nal_ref_idc 0: a B-frame) in the second segment loses its tail.
@@ -393,13 +276,13 @@ fn a_corrupt_source_unit_is_skipped_and_counted() {
         assert_eq!(keyframe_pts(units), source.cuts);
         let (errors, probe) = decode_with_ffmpeg(&format!("corrupt-{index}"), avc, units);
         assert!(errors.is_empty(), "ffmpeg says {errors}");
-        assert_eq!(number(&probe["nb_read_frames"]), frames as i64 - 1);
+        assert_eq!(ffprobe_int(&probe["nb_read_frames"]), frames as i64 - 1);
     }
 }
 
 #[test]
 fn a_rung_that_falls_behind_drops_frames_but_never_an_idr() {
-    let Some(source) = source() else { return };
+    let source = source();
     let frames = source.units.len() as u64;
     let config = LadderConfig {
         queue_frames: 4,
@@ -458,7 +341,7 @@ fn nvenc_unavailable() -> Option<String> {
 
 #[test]
 fn an_nvenc_rung_falls_back_to_x264_with_the_same_aligned_idrs() {
-    let Some(source) = source() else { return };
+    let source = source();
     let unavailable = nvenc_unavailable();
     let mut config = small_ladder();
     config.rungs[1].encoder = RungEncoder::Nvenc; // 360p asks for the GPU; 180p stays on x264
@@ -506,13 +389,13 @@ fn an_nvenc_rung_falls_back_to_x264_with_the_same_aligned_idrs() {
         assert_eq!(packager_cuts(units), source.cuts);
         let (errors, probe) = decode_with_ffmpeg(&format!("nvenc-{index}"), avc, units);
         assert!(errors.is_empty(), "ffmpeg says {errors}");
-        assert_eq!(number(&probe["nb_read_frames"]), frames as i64);
+        assert_eq!(ffprobe_int(&probe["nb_read_frames"]), frames as i64);
     }
 }
 
 #[test]
 fn an_nvenc_rung_with_fallback_fail_refuses_the_ladder() {
-    let Some(source) = source() else { return };
+    let source = source();
     let Some(reason) = nvenc_unavailable() else {
         eprintln!("skipped: NVENC is available here, so fallback = fail has nothing to refuse");
         return;
