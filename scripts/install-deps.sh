@@ -15,6 +15,8 @@ test_pkgs=(
   ffmpeg
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  # tests/rtsp_server.py: GStreamer's RTSP server through GObject introspection.
+  gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi
   chromium
   # corecast-bench compare-nginx: the reference server and its closed-loop load client.
   nginx wrk

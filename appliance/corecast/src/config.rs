@@ -147,6 +147,8 @@ pub struct SourceSection {
     /// No media for this long and the source counts as gone.
     #[serde(default = "default_source_timeout")]
     pub timeout_seconds: f64,
+    /// `rtsp://` only: how RTP comes, `tcp` (interleaved, the default) or `udp`.
+    pub transport: Option<String>,
 }
 
 fn default_source_timeout() -> f64 {
@@ -490,15 +492,39 @@ impl ConfigFile {
                 .url
                 .split_once("://")
                 .map_or("", |(scheme, _)| scheme);
+            if source.transport.is_some() && scheme != "rtsp" {
+                return Err(invalid(format!(
+                    "{label}: transport is an option of rtsp:// sources"
+                )));
+            }
             sources.push(match scheme {
                 "udp" => SourceConfig::Udp(
                     UdpSourceConfig::from_url(&source.name, &source.url, timeout).map_err(
                         |reason| invalid(format!("{label}: url {:?}: {reason}", source.url)),
                     )?,
                 ),
+                "rtsp" => {
+                    let transport = match &source.transport {
+                        Some(text) => text
+                            .parse()
+                            .map_err(|reason| invalid(format!("{label}: {reason}")))?,
+                        None => engine::rtsp::RtspTransport::default(),
+                    };
+                    SourceConfig::Rtsp(
+                        engine::RtspSourceConfig::from_url(
+                            &source.name,
+                            &source.url,
+                            transport,
+                            timeout,
+                        )
+                        .map_err(|reason| {
+                            invalid(format!("{label}: url {:?}: {reason}", source.url))
+                        })?,
+                    )
+                }
                 _ => {
                     return Err(invalid(format!(
-                        "{label}: url {:?}: unsupported scheme (supported: udp://)",
+                        "{label}: url {:?}: unsupported scheme (supported: udp://, rtsp://)",
                         source.url
                     )));
                 }
@@ -536,6 +562,46 @@ mod tests {
         let demo = config.demo.expect("demo on by default");
         assert_eq!(demo.keyframe_interval, Duration::from_secs(2));
         assert!(config.sources.is_empty());
+    }
+
+    #[test]
+    fn rtsp_sources_are_read_and_checked() {
+        let text = r#"
+            [[source]]
+            name = "cam1"
+            url = "rtsp://admin:secret@10.0.0.5:554/stream1"
+            [[source]]
+            name = "cam2"
+            url = "rtsp://10.0.0.6/live"
+            transport = "udp"
+            timeout_seconds = 4
+        "#;
+        let c = ConfigFile::parse(text, "t")
+            .and_then(|c| c.into_engine_config("t"))
+            .expect("valid");
+        let [SourceConfig::Rtsp(cam1), SourceConfig::Rtsp(cam2)] = &c.sources[..] else {
+            panic!("{:?}", c.sources);
+        };
+        assert_eq!(cam1.url.as_str(), "rtsp://10.0.0.5:554/stream1");
+        assert_eq!(cam1.credentials, Some(("admin".into(), "secret".into())));
+        assert_eq!(cam1.transport, engine::rtsp::RtspTransport::Tcp);
+        assert_eq!(cam1.timeout, Duration::from_secs(10));
+        assert_eq!(cam2.transport, engine::rtsp::RtspTransport::Udp);
+        assert_eq!(cam2.timeout, Duration::from_secs(4));
+        for (body, expected) in [
+            ("url = \"rtsp://h/x\"\ntransport = \"http\"", "tcp or udp"),
+            (
+                "url = \"udp://0.0.0.0:1\"\ntransport = \"tcp\"",
+                "option of rtsp",
+            ),
+            ("url = \"rtsp:///x\"", "host"),
+        ] {
+            let err = ConfigFile::parse(&format!("[[source]]\nname = \"a\"\n{body}"), "c.toml")
+                .and_then(|c| c.into_engine_config("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{body}: {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `corecast`: the streaming appliance's command line.
 
 mod config;
+#[cfg(feature = "count-allocations")]
+mod count_alloc;
 mod probe;
 
 use std::net::SocketAddr;
@@ -10,6 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::ConfigFile;
+
+/// The bench build counts delivery-thread allocations (docs/capacity.md).
+#[cfg(feature = "count-allocations")]
+#[global_allocator]
+static ALLOCATOR: count_alloc::CountingAllocator = count_alloc::CountingAllocator;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +65,8 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "count-allocations")]
+    count_alloc::configure_from_env();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

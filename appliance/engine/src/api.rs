@@ -194,7 +194,7 @@ fn render_metrics(
         out,
         "# HELP corecast_hub_dropped_units_total Access units dropped because the hub's queue was full\n# TYPE corecast_hub_dropped_units_total counter\ncorecast_hub_dropped_units_total {dropped_units}"
     );
-    let counters: [WorkerMetric; 11] = [
+    let counters: [WorkerMetric; 13] = [
         (
             "corecast_delivery_connections",
             "gauge",
@@ -238,6 +238,18 @@ fn render_metrics(
             |c| c.short_sends,
         ),
         (
+            "corecast_delivery_zc_sends_total",
+            "counter",
+            "SEND_ZC operations (zero-copy sends)",
+            |c| c.zc_sends,
+        ),
+        (
+            "corecast_delivery_zc_copied_total",
+            "counter",
+            "SEND_ZC completions where the kernel copied anyway (always, on loopback)",
+            |c| c.zc_copied,
+        ),
+        (
             "corecast_delivery_enobufs_total",
             "counter",
             "Receives that found the buffer ring empty",
@@ -270,6 +282,18 @@ fn render_metrics(
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (index, snapshot) in &snapshots {
             let _ = writeln!(out, "{name}{{worker=\"{index}\"}} {}", read(snapshot));
+        }
+    }
+    #[cfg(feature = "count-allocations")]
+    {
+        let name = "corecast_delivery_allocations_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Heap allocations on the worker's thread (count-allocations build)\n# TYPE {name} counter"
+        );
+        for (index, _) in &snapshots {
+            let count = crate::alloc_count::delivery_allocations(*index);
+            let _ = writeln!(out, "{name}{{worker=\"{index}\"}} {count}");
         }
     }
     out

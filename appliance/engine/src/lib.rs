@@ -2,6 +2,8 @@
 //! the RTMP listener, the demo publisher and the control API — everything that owns a thread
 //! or a socket. Protocols and containers live in `ingest` and `package`; this crate wires them.
 
+#[cfg(feature = "count-allocations")]
+pub mod alloc_count;
 pub mod api;
 pub mod delivery;
 pub mod demo;
@@ -9,6 +11,7 @@ pub mod hub;
 pub mod ladder;
 pub mod plan;
 pub mod rtmp;
+pub mod rtsp;
 pub mod store;
 pub mod udp;
 
@@ -21,6 +24,7 @@ pub use hub::{HubConfig, HubHandle};
 pub use ladder::TranscodeConfig;
 pub use plan::{CorePlan, Role};
 pub use rtmp::RtmpConfig;
+pub use rtsp::RtspSourceConfig;
 pub use store::SegmentStore;
 pub use transcode::DemoConfig;
 pub use udp::UdpSourceConfig;
@@ -48,6 +52,8 @@ pub struct EngineConfig {
 pub enum SourceConfig {
     /// `udp://`: MPEG-TS over UDP, unicast or multicast.
     Udp(UdpSourceConfig),
+    /// `rtsp://`: an RTSP camera, pulled.
+    Rtsp(RtspSourceConfig),
 }
 
 impl Default for EngineConfig {
@@ -132,6 +138,7 @@ impl Engine {
                 source,
             })?;
         let mut udp_sources = Vec::new();
+        let mut rtsp_sources = Vec::new();
         for source in &config.sources {
             match source {
                 SourceConfig::Udp(udp_config) => {
@@ -142,6 +149,8 @@ impl Engine {
                     })?;
                     udp_sources.push((udp_config.clone(), socket));
                 }
+                // Nothing to bind: cameras are connected to (and retried) once running.
+                SourceConfig::Rtsp(rtsp_config) => rtsp_sources.push(rtsp_config.clone()),
             }
         }
 
@@ -188,6 +197,17 @@ impl Engine {
                     }
                 })
                 .map_err(|e| EngineError::Thread("UDP sources", e))?,
+            );
+        }
+        if !rtsp_sources.is_empty() {
+            let rtsp_hub = hub.clone();
+            threads.push(
+                plan.spawn(Role::Ingest, "cc-rtsp", move || {
+                    if let Err(e) = rtsp::run(rtsp_sources, rtsp_hub) {
+                        tracing::error!(error = %e, "RTSP sources stopped");
+                    }
+                })
+                .map_err(|e| EngineError::Thread("RTSP sources", e))?,
             );
         }
         let api_hub = hub.clone();

@@ -227,6 +227,8 @@ impl DeliveryWorker {
         let thread = std::thread::Builder::new()
             .name(format!("delivery-{index}"))
             .spawn(move || {
+                #[cfg(feature = "count-allocations")]
+                crate::alloc_count::mark_delivery_worker(index);
                 if let Some(core) = core
                     && !core_affinity::set_for_current(core)
                 {

@@ -1,0 +1,554 @@
+//! RTSP camera pull (`[[source]] url = "rtsp://..."`) through the `retina` client: DESCRIBE,
+//! SETUP of the first H.264 video stream and the first AAC (`mpeg4-generic`, RFC 3640) audio
+//! stream, PLAY (RFC 2326), RTP over TCP-interleaved (RFC 2326 §10.12, the default) or UDP.
+//! retina does the RTP depacketization (RFC 6184 for H.264) and Basic/Digest authentication
+//! with the credentials taken from the URL.
+//!
+//! All RTSP sources share one thread, `cc-rtsp`, pinned to the ingest core and running a
+//! current-thread tokio runtime with one task per source (the same arrangement as
+//! [`crate::udp`], for the same reason: the RTMP listener's runtime is private to it).
+//!
+//! Life cycle of a source: connecting (DESCRIBE/SETUP/PLAY, bounded by the source's timeout)
+//! → live (claim + start in the hub once the tracks' parameters are known) → on any error, or
+//! when no RTP frame came for `timeout`, the claim is dropped (the hub's grace period keeps the
+//! playlist going and marks the discontinuity when the source comes back), the error is logged
+//! and the source is retried after an exponential backoff (1 s doubling to 30 s, ±25 % jitter
+//! so that a rack of cameras behind one switch do not reconnect in step). A session that went
+//! live resets the backoff.
+//!
+//! Frames: retina is asked for ISO/IEC 14496-15 framing (4-byte NAL lengths, no in-band
+//! parameter sets); SPS, PPS and AUD NAL units that a camera sends in-band anyway are removed,
+//! since parameter sets travel in the track's [`AvcConfig`] (built from retina's
+//! `avcC` record). Video timestamps are the RTP timestamps rescaled to 90 kHz, audio
+//! timestamps to the AAC sample rate. RTP carries no decode time: `dts = pts`, which holds for
+//! cameras without B-frames (the usual surveillance profile).
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use media::{AacConfig, AccessUnit, AvcConfig, Codec, VIDEO_TIMESCALE, rescale};
+use retina::client::{
+    Credentials, Demuxed, PlayOptions, Session, SessionOptions, SetupOptions, Transport,
+};
+use retina::codec::{CodecItem, FrameFormat, ParametersRef};
+use tokio::time::Instant;
+
+use crate::hub::{HubHandle, PublisherClaim};
+
+/// First retry delay after a failure.
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// The backoff doubles up to this.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How RTP reaches us.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RtspTransport {
+    /// Interleaved in the RTSP TCP connection: passes NAT and firewalls, no loss.
+    #[default]
+    Tcp,
+    /// RTP/RTCP on UDP port pairs.
+    Udp,
+}
+
+impl std::str::FromStr for RtspTransport {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "tcp" => Ok(RtspTransport::Tcp),
+            "udp" => Ok(RtspTransport::Udp),
+            other => Err(format!("transport {other:?}: tcp or udp")),
+        }
+    }
+}
+
+/// One `[[source]]` with an `rtsp://` URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RtspSourceConfig {
+    /// The stream name it publishes.
+    pub name: String,
+    /// The URL without credentials: what is requested, and what logs show.
+    pub url: url::Url,
+    /// From the URL's user info, percent-decoded.
+    pub credentials: Option<(String, String)>,
+    pub transport: RtspTransport,
+    /// No RTP frame for this long ends the session (and bounds connecting).
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for RtspSourceConfig {
+    // The password stays out of debug output and logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtspSourceConfig")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .field("transport", &self.transport)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl RtspSourceConfig {
+    /// Reads `rtsp://[USER:PASS@]HOST[:PORT]/PATH`.
+    pub fn from_url(
+        name: &str,
+        url: &str,
+        transport: RtspTransport,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let mut parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+        if parsed.scheme() != "rtsp" {
+            return Err("not an rtsp:// URL (rtsps:// is not supported)".into());
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err("no host".into());
+        }
+        let credentials = if parsed.username().is_empty() && parsed.password().is_none() {
+            None
+        } else {
+            let user = percent_decode(parsed.username())?;
+            let password = percent_decode(parsed.password().unwrap_or(""))?;
+            // retina refuses URLs with user info; they go in SessionOptions instead.
+            parsed
+                .set_username("")
+                .and_then(|()| parsed.set_password(None))
+                .map_err(|()| "cannot remove the credentials from the URL".to_owned())?;
+            Some((user, password))
+        };
+        Ok(RtspSourceConfig {
+            name: name.to_owned(),
+            url: parsed,
+            credentials,
+            transport,
+            timeout,
+        })
+    }
+}
+
+/// Decodes `%XX` escapes of a URL's user info.
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad %-escape in the URL's user info at byte {i}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "the URL's user info is not UTF-8".to_owned())
+}
+
+/// The delay before retry: `backoff` scaled by a factor in [0.75, 1.25) picked by `random`
+/// (uniform in [0, 1)).
+pub fn jittered(backoff: Duration, random: f64) -> Duration {
+    backoff.mul_f64(0.75 + 0.5 * random.clamp(0.0, 1.0))
+}
+
+/// The backoff after `backoff` failed again.
+pub fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
+}
+
+/// Removes SPS (7), PPS (8) and AUD (9) NAL units from 4-byte length-prefixed data, checking
+/// the framing on the way.
+pub fn strip_parameter_sets(data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (prefix, after) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| format!("{} bytes left, not a 4-byte NAL length", rest.len()))?;
+        let length = u32::from_be_bytes(*prefix) as usize;
+        let nal = after
+            .get(..length)
+            .filter(|nal| !nal.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "NAL length {length} with {} bytes left (or empty)",
+                    after.len()
+                )
+            })?;
+        rest = &after[length..];
+        if !matches!(nal[0] & 0x1f, 7..=9) {
+            out.extend_from_slice(prefix);
+            out.extend_from_slice(nal);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs every RTSP source until the process ends. Runs on the calling thread.
+pub fn run(sources: Vec<RtspSourceConfig>, hub: HubHandle) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let tasks: Vec<_> = sources
+            .into_iter()
+            .map(|config| tokio::task::spawn_local(serve(config, hub.clone())))
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+    Ok(())
+}
+
+/// One source, forever: connect, stream, back off, again.
+async fn serve(config: RtspSourceConfig, hub: HubHandle) {
+    let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+    random.write(config.name.as_bytes());
+    let mut backoff = INITIAL_BACKOFF;
+    let mut attempt: u64 = 0;
+    loop {
+        attempt += 1;
+        tracing::info!(source = %config.name, url = %config.url, attempt, state = "connecting", "RTSP source connecting");
+        let mut session = RtspSession::new(&config, hub.clone());
+        let error = session.run().await;
+        let was_live = session.claim.is_some();
+        if let Some(mut claim) = session.claim.take() {
+            claim.set_end_reason(format!("RTSP: {error}"));
+        }
+        if was_live {
+            backoff = INITIAL_BACKOFF;
+        }
+        random.write_u64(attempt);
+        let delay = jittered(
+            backoff,
+            (random.finish() >> 11) as f64 / (1u64 << 53) as f64,
+        );
+        tracing::warn!(
+            source = %config.name,
+            url = %config.url,
+            state = "retrying",
+            was_live,
+            last_error = %error,
+            next_attempt_secs = format_args!("{:.1}", delay.as_secs_f32()),
+            "RTSP source down"
+        );
+        tokio::time::sleep(delay).await;
+        if !was_live {
+            backoff = next_backoff(backoff);
+        }
+    }
+}
+
+/// One RTSP session, from DESCRIBE to its end.
+struct RtspSession<'a> {
+    config: &'a RtspSourceConfig,
+    hub: HubHandle,
+    video_stream: Option<usize>,
+    audio_stream: Option<usize>,
+    video: Option<AvcConfig>,
+    audio: Option<AacConfig>,
+    claim: Option<PublisherClaim>,
+    bad_frames: u64,
+}
+
+impl<'a> RtspSession<'a> {
+    fn new(config: &'a RtspSourceConfig, hub: HubHandle) -> Self {
+        RtspSession {
+            config,
+            hub,
+            video_stream: None,
+            audio_stream: None,
+            video: None,
+            audio: None,
+            claim: None,
+            bad_frames: 0,
+        }
+    }
+
+    /// Runs until the session fails; returns why.
+    async fn run(&mut self) -> String {
+        let timeout = self.config.timeout;
+        let mut demuxed = match tokio::time::timeout(timeout, self.connect()).await {
+            Ok(Ok(demuxed)) => demuxed,
+            Ok(Err(e)) => return e,
+            Err(_) => return format!("no answer within {} s", timeout.as_secs_f32()),
+        };
+        let mut deadline = Instant::now() + timeout;
+        loop {
+            let item = match tokio::time::timeout_at(deadline, demuxed.next()).await {
+                Err(_) => return format!("no RTP frame for {} s", timeout.as_secs_f32()),
+                Ok(None) => return "the server ended the session".into(),
+                Ok(Some(Err(e))) => return e.to_string(),
+                Ok(Some(Ok(item))) => item,
+            };
+            let unit = match item {
+                CodecItem::VideoFrame(frame) if Some(frame.stream_id()) == self.video_stream => {
+                    deadline = Instant::now() + timeout;
+                    if frame.has_new_parameters() || self.video.is_none() {
+                        self.update_parameters(&demuxed);
+                    }
+                    let keyframe = frame.is_random_access_point();
+                    let timestamp = frame.timestamp();
+                    let pts = rescale(
+                        timestamp.elapsed(),
+                        timestamp.clock_rate().get(),
+                        VIDEO_TIMESCALE,
+                    );
+                    match strip_parameter_sets(frame.data()) {
+                        Ok(payload) if !payload.is_empty() => Some(AccessUnit {
+                            codec: Codec::H264,
+                            pts,
+                            dts: pts,
+                            keyframe,
+                            payload: Bytes::from(payload),
+                        }),
+                        Ok(_) => None,
+                        Err(e) => {
+                            self.count_bad_frame(&e);
+                            None
+                        }
+                    }
+                }
+                CodecItem::AudioFrame(frame) if Some(frame.stream_id()) == self.audio_stream => {
+                    deadline = Instant::now() + timeout;
+                    let Some(sample_rate) = self.audio.as_ref().map(|a| a.sample_rate) else {
+                        continue;
+                    };
+                    let timestamp = frame.timestamp();
+                    let pts = rescale(
+                        timestamp.elapsed(),
+                        timestamp.clock_rate().get(),
+                        sample_rate,
+                    );
+                    Some(AccessUnit {
+                        codec: Codec::Aac,
+                        pts,
+                        dts: pts,
+                        keyframe: true,
+                        payload: Bytes::copy_from_slice(frame.data()),
+                    })
+                }
+                _ => None,
+            };
+            // Live before the unit is sent: the first frame is usually the first keyframe.
+            if self.claim.is_none()
+                && self.ready()
+                && let Err(e) = self.go_live()
+            {
+                return e;
+            }
+            if let Some(unit) = unit {
+                self.send(unit);
+            }
+        }
+    }
+
+    /// DESCRIBE, SETUP, PLAY.
+    async fn connect(&mut self) -> Result<Demuxed, String> {
+        let credentials = self
+            .config
+            .credentials
+            .as_ref()
+            .map(|(username, password)| Credentials {
+                username: username.clone(),
+                password: password.clone(),
+            });
+        let options = SessionOptions::default()
+            .creds(credentials)
+            .user_agent(format!("corecast/{}", env!("CARGO_PKG_VERSION")));
+        let mut session = Session::describe(self.config.url.clone(), options)
+            .await
+            .map_err(|e| e.to_string())?;
+        let streams = session.streams();
+        self.video_stream = streams
+            .iter()
+            .position(|s| s.media() == "video" && s.encoding_name().eq_ignore_ascii_case("h264"));
+        self.audio_stream = streams.iter().position(|s| {
+            s.media() == "audio" && s.encoding_name().eq_ignore_ascii_case("mpeg4-generic")
+        });
+        if self.video_stream.is_none() && self.audio_stream.is_none() {
+            let found: Vec<String> = streams
+                .iter()
+                .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
+                .collect();
+            return Err(format!(
+                "no H.264 video or AAC audio stream in the SDP (found: {})",
+                found.join(", ")
+            ));
+        }
+        let transport = match self.config.transport {
+            RtspTransport::Tcp => Transport::Tcp(Default::default()),
+            RtspTransport::Udp => Transport::Udp(Default::default()),
+        };
+        for index in [self.video_stream, self.audio_stream].into_iter().flatten() {
+            session
+                .setup(
+                    index,
+                    SetupOptions::default()
+                        .transport(transport.clone())
+                        .frame_format(FrameFormat::MP4),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(index) = self.audio_stream
+            && let Some(ParametersRef::Audio(parameters)) =
+                session.streams().get(index).and_then(|s| s.parameters())
+        {
+            match AacConfig::from_asc(parameters.extra_data()) {
+                Ok(config) => self.audio = Some(config),
+                Err(e) => {
+                    tracing::warn!(source = %self.config.name, error = %e, "RTSP source: AAC config unreadable, audio left out");
+                    self.audio_stream = None;
+                }
+            }
+        }
+        let playing = session
+            .play(PlayOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        playing.demuxed().map_err(|e| e.to_string())
+    }
+
+    /// Reads the video parameters retina holds; a change mid-stream restarts the stream.
+    fn update_parameters(&mut self, demuxed: &Demuxed) {
+        let Some(ParametersRef::Video(parameters)) = self
+            .video_stream
+            .and_then(|index| demuxed.streams().get(index))
+            .and_then(|stream| stream.parameters())
+        else {
+            return;
+        };
+        match AvcConfig::from_record(parameters.extra_data()) {
+            Ok(config) if self.video.as_ref() != Some(&config) => {
+                tracing::info!(source = %self.config.name, codec = %config.codec_string(), width = config.width, height = config.height, "RTSP source: video parameters");
+                self.video = Some(config);
+                if let Some(claim) = self.claim.as_mut() {
+                    claim.start(self.video.clone(), self.audio.clone());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => self.count_bad_frame(&format!("avcC from retina: {e}")),
+        }
+    }
+
+    /// Every set-up track has its parameters.
+    fn ready(&self) -> bool {
+        (self.video_stream.is_none() || self.video.is_some())
+            && (self.audio_stream.is_none() || self.audio.is_some())
+    }
+
+    fn go_live(&mut self) -> Result<(), String> {
+        let origin = format!("rtsp {}", self.config.url);
+        let mut claim = self
+            .hub
+            .claim(&self.config.name, &origin)
+            .map_err(|e| format!("cannot publish: {e}"))?;
+        claim.start(self.video.clone(), self.audio.clone());
+        tracing::info!(
+            source = %self.config.name,
+            url = %self.config.url,
+            state = "live",
+            video = self.video.as_ref().map(|v| format!("{} {}x{}", v.codec_string(), v.width, v.height)),
+            audio = self.audio.as_ref().map(|a| format!("{} {} Hz {} ch", a.codec_string(), a.sample_rate, a.channels)),
+            "RTSP source live"
+        );
+        self.claim = Some(claim);
+        Ok(())
+    }
+
+    fn send(&self, unit: AccessUnit) {
+        if let Some(claim) = &self.claim {
+            claim.send_unit(unit);
+        }
+    }
+
+    fn count_bad_frame(&mut self, error: &str) {
+        self.bad_frames += 1;
+        if self.bad_frames.is_power_of_two() {
+            tracing::warn!(source = %self.config.name, bad_frames = self.bad_frames, error, "RTSP source: malformed frame dropped");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = Duration::from_secs(10);
+        let c = RtspSourceConfig::from_url(
+            "cam1",
+            "rtsp://admin:p%40ss@10.0.0.5:554/Streaming/101",
+            RtspTransport::Tcp,
+            t,
+        )
+        .unwrap();
+        assert_eq!(c.url.as_str(), "rtsp://10.0.0.5:554/Streaming/101");
+        assert_eq!(c.credentials, Some(("admin".into(), "p@ss".into())));
+        assert!(!format!("{c:?}").contains("p@ss"));
+        let c = RtspSourceConfig::from_url("c", "rtsp://cam/live", RtspTransport::Udp, t).unwrap();
+        assert_eq!(c.credentials, None);
+        assert_eq!(c.transport, RtspTransport::Udp);
+        for (url, expected) in [
+            ("udp://1.2.3.4:5", "not an rtsp"),
+            ("rtsps://cam/x", "not an rtsp"),
+            ("rtsp:/x", "host"),
+            ("rtsp://u:%zz@cam/x", "%-escape"),
+            ("not a url", "not a URL"),
+        ] {
+            let err = RtspSourceConfig::from_url("c", url, RtspTransport::Tcp, t).unwrap_err();
+            assert!(err.contains(expected), "{url}: {err}");
+        }
+        assert_eq!("udp".parse(), Ok(RtspTransport::Udp));
+        assert!("http".parse::<RtspTransport>().is_err());
+    }
+
+    #[test]
+    fn parameter_sets_and_delimiters_are_stripped() {
+        let data = [
+            0, 0, 0, 2, 0x09, 0xf0, // AUD
+            0, 0, 0, 3, 0x67, 0x42, 0x00, // SPS
+            0, 0, 0, 2, 0x68, 0xce, // PPS
+            0, 0, 0, 2, 0x06, 0x05, // SEI: kept
+            0, 0, 0, 3, 0x65, 0x88, 0x84, // IDR slice
+        ];
+        assert_eq!(
+            strip_parameter_sets(&data).unwrap(),
+            [0, 0, 0, 2, 0x06, 0x05, 0, 0, 0, 3, 0x65, 0x88, 0x84]
+        );
+        assert!(strip_parameter_sets(&[0, 0, 0, 5, 0x65]).is_err());
+        assert!(strip_parameter_sets(&[0, 0, 0]).is_err());
+        assert!(strip_parameter_sets(&[0, 0, 0, 0]).is_err());
+        assert_eq!(strip_parameter_sets(&[]).unwrap(), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let mut backoff = INITIAL_BACKOFF;
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            seen.push(backoff.as_secs());
+            backoff = next_backoff(backoff);
+        }
+        assert_eq!(seen, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(
+            jittered(Duration::from_secs(4), 0.0),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            jittered(Duration::from_secs(4), 0.5),
+            Duration::from_secs(4)
+        );
+        assert!(jittered(Duration::from_secs(4), 0.999) < Duration::from_secs(5));
+    }
+}
