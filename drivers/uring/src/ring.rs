@@ -12,7 +12,7 @@ use io_uring::{IoUring, Probe, cqueue, opcode, squeue};
 
 use crate::bufring::{BufPool, RecvBuf};
 use crate::client::{ClientTable, expect_token};
-use crate::send::SendTable;
+use crate::send::{SendState, SendTable};
 use crate::{OpKind, Token, UringError, Waker};
 
 /// The one provided-buffer group of a ring.
@@ -346,6 +346,17 @@ impl Ring {
 
     /// Sets the body sent after the head (a view of the store's bytes: no copy).
     pub fn set_send_body(&mut self, slot: u32, body: Bytes) -> Result<(), UringError> {
+        self.idle_send_state(slot, "body set while a send is in flight")?
+            .set_body(body);
+        Ok(())
+    }
+
+    /// The send state of a slot with no send in flight; `busy` says what was refused if one is.
+    fn idle_send_state(
+        &mut self,
+        slot: u32,
+        busy: &'static str,
+    ) -> Result<&mut SendState, UringError> {
         let state = self
             .sends
             .states
@@ -355,13 +366,9 @@ impl Ring {
                 what: "outside the file table",
             })?;
         if state.in_flight {
-            return Err(UringError::SlotMisuse {
-                slot,
-                what: "body set while a send is in flight",
-            });
+            return Err(UringError::SlotMisuse { slot, what: busy });
         }
-        state.set_body(body);
-        Ok(())
+        Ok(state)
     }
 
     /// Bytes of head and body not sent yet.
@@ -398,20 +405,7 @@ impl Ring {
         expect_token(token, OpKind::Send, Some(slot))?;
         let max_send_bytes = self.max_send_bytes;
         let zero_copy = zero_copy && self.report.send_zc;
-        let state = self
-            .sends
-            .states
-            .get_mut(slot as usize)
-            .ok_or(UringError::SlotMisuse {
-                slot,
-                what: "outside the file table",
-            })?;
-        if state.in_flight {
-            return Err(UringError::SlotMisuse {
-                slot,
-                what: "a send is already in flight",
-            });
-        }
+        let state = self.idle_send_state(slot, "a send is already in flight")?;
         let bytes = state.prepare(max_send_bytes);
         if bytes == 0 {
             return Err(UringError::SlotMisuse {
