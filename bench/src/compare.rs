@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::BenchError;
+use crate::closed::{LoadConfig, run_load};
 use crate::compare_run::{
     CpuMeter, CpuUsage, Proc, free_ports, nginx_worker_pids, pin_self, run_wrk, thread_cpus,
     wait_for_http, wait_quiet,
@@ -56,6 +57,8 @@ impl Case {
 pub struct CompareConfig {
     pub corecast: PathBuf,
     pub nginx: PathBuf,
+    /// The closed-loop load of cases (a)-(c).
+    pub client: Client,
     pub wrk: PathBuf,
     pub ffmpeg: PathBuf,
     /// corecast `[delivery] workers`, and nginx `worker_processes`.
@@ -78,6 +81,17 @@ pub struct CompareConfig {
     /// Runs with more foreign CPU than this (cores) are flagged, and medians over the clean
     /// runs are given beside the medians over all.
     pub foreign_max: f64,
+}
+
+/// Which program loads the servers in the closed-loop cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Client {
+    /// `corecast-bench load` in this process: io_uring, bodies discarded with `MSG_TRUNC`
+    /// (see [`crate::closed`] for why).
+    Uring,
+    /// wrk, which reads every body into user space.
+    Wrk,
 }
 
 /// Which server a run measured.
@@ -713,17 +727,23 @@ pub fn run(config: &CompareConfig) -> Result<CompareReport, BenchError> {
         server_cpus.clone(),
     );
     let wrk_threads = client_cpus.len().max(1);
-    let wrk_command = format!(
-        "taskset -c {} {} -t{wrk_threads} -c{} -d{}s --latency --timeout 10s http://127.0.0.1:PORT/PATH",
-        client_cpus
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-        config.wrk.display(),
-        config.connections,
-        config.run_seconds,
-    );
+    let cpus = client_cpus
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let wrk_command = match config.client {
+        Client::Wrk => format!(
+            "taskset -c {cpus} {} -t{wrk_threads} -c{} -d{}s --latency --timeout 10s http://127.0.0.1:PORT/PATH",
+            config.wrk.display(),
+            config.connections,
+            config.run_seconds,
+        ),
+        Client::Uring => format!(
+            "(in process, pinned to cpus {cpus}) corecast-bench load --url http://127.0.0.1:PORT/PATH -c {} --threads {wrk_threads} --duration {}",
+            config.connections, config.run_seconds,
+        ),
+    };
     let mut runs = Vec::new();
     let closed: Vec<Case> = config
         .cases
@@ -741,21 +761,40 @@ pub fn run(config: &CompareConfig) -> Result<CompareReport, BenchError> {
                 let waited = wait_quiet(config.quiet_wait);
                 let url = format!("http://{addr}{path}");
                 meter.start();
-                let (wrk, text) = run_wrk(
-                    &config.wrk,
-                    &client_cpus,
-                    wrk_threads,
-                    config.connections,
-                    config.run_seconds,
-                    &url,
-                )?;
+                let (wrk, text) = match config.client {
+                    Client::Wrk => run_wrk(
+                        &config.wrk,
+                        &client_cpus,
+                        wrk_threads,
+                        config.connections,
+                        config.run_seconds,
+                        &url,
+                    )?,
+                    Client::Uring => {
+                        let load = LoadConfig {
+                            target: match addr {
+                                SocketAddr::V4(a) => a,
+                                SocketAddr::V6(_) => return Err(fail("IPv6 server address")),
+                            },
+                            host: addr.to_string(),
+                            path: path.clone(),
+                            connections: config.connections,
+                            duration: Duration::from_secs_f64(config.run_seconds.max(0.5)),
+                            threads: wrk_threads,
+                            sources: Vec::new(),
+                        };
+                        let result = run_load(&load)?;
+                        (Some(result.as_wrk()), result.text(&load))
+                    }
+                };
                 let cpu = meter.stop(server);
                 std::fs::write(
-                    out.join(format!("wrk-{}-{:?}-{round}.txt", case.name(), server)),
+                    out.join(format!("load-{}-{:?}-{round}.txt", case.name(), server)),
                     &text,
                 )
-                .map_err(|e| fail(format!("wrk log: {e}")))?;
-                let wrk = wrk.ok_or_else(|| fail(format!("wrk output not understood:\n{text}")))?;
+                .map_err(|e| fail(format!("load log: {e}")))?;
+                let wrk =
+                    wrk.ok_or_else(|| fail(format!("load output not understood:\n{text}")))?;
                 runs.push(RunRecord {
                     case,
                     server,

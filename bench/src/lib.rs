@@ -13,6 +13,7 @@
 //! `compare-nginx` ([`compare`]) runs corecast and nginx side by side on the same bytes, the
 //! same worker CPUs and the same load (wrk closed loop, then the viewer simulation).
 
+pub mod closed;
 pub mod compare;
 pub mod compare_run;
 pub mod nginx;
@@ -21,6 +22,7 @@ pub mod playlist;
 pub mod procstat;
 pub mod response;
 pub mod stats;
+pub mod transcode;
 pub mod viewers;
 pub mod worker;
 

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use corecast_bench::compare::{Case, CompareConfig};
+use corecast_bench::closed::{LoadConfig, run_load};
+use corecast_bench::compare::{Case, Client, CompareConfig};
 use corecast_bench::player::PlayerConfig;
 use corecast_bench::viewers::{ViewersConfig, run};
 
@@ -25,6 +26,49 @@ enum Command {
     /// corecast vs nginx side by side: same bytes, same worker CPUs, same load, alternating
     /// rounds; medians and ratios (docs/capacity.md).
     CompareNginx(CompareArgs),
+    /// Closed loop on one URL, like `wrk -c N`: each keep-alive connection asks again as soon
+    /// as a response is in; bodies are discarded in the kernel (`MSG_TRUNC`).
+    Load(LoadArgs),
+    /// The default ladder through corecast's transcode graph vs the `ffmpeg` command line with
+    /// the same x264 settings and thread budget, alternating rounds (docs/capacity.md).
+    Transcode(TranscodeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TranscodeArgs {
+    /// Source height (16:9, 30 fps, made with ffmpeg's testsrc2).
+    #[arg(long, default_value_t = 1080)]
+    height: u32,
+    /// Source length in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// x264 presets to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "veryfast")]
+    presets: Vec<String>,
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    #[arg(long, default_value = "ffmpeg")]
+    ffmpeg: PathBuf,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct LoadArgs {
+    /// `http://IPv4:PORT/PATH`.
+    #[arg(long)]
+    url: String,
+    #[arg(short = 'c', long, default_value_t = 256)]
+    connections: u32,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Seconds; the run stops by itself then.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -34,6 +78,9 @@ struct CompareArgs {
     corecast: Option<PathBuf>,
     #[arg(long, default_value = "nginx")]
     nginx: PathBuf,
+    /// The closed-loop client of the seg1m, seg100k and playlist cases.
+    #[arg(long, value_enum, default_value = "uring")]
+    client: Client,
     #[arg(long, default_value = "wrk")]
     wrk: PathBuf,
     #[arg(long, default_value = "ffmpeg")]
@@ -186,6 +233,7 @@ fn compare_nginx(args: CompareArgs) -> Result<(), String> {
     let config = CompareConfig {
         corecast,
         nginx: args.nginx,
+        client: args.client,
         wrk: args.wrk,
         ffmpeg: args.ffmpeg,
         workers: args.workers.max(1),
@@ -213,11 +261,62 @@ fn compare_nginx(args: CompareArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn load(args: LoadArgs) -> Result<(), String> {
+    let rest = args
+        .url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("--url {}: only http:// URLs", args.url))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let target: std::net::SocketAddrV4 = authority
+        .parse()
+        .map_err(|_| format!("--url {}: the host must be IPv4:PORT", args.url))?;
+    let config = LoadConfig {
+        target,
+        host: authority.to_owned(),
+        path: if path.is_empty() {
+            "/".into()
+        } else {
+            path.into()
+        },
+        connections: args.connections,
+        duration: seconds(args.duration, "duration")?,
+        threads: args.threads.max(1),
+        sources: Vec::new(),
+    };
+    let result = run_load(&config).map_err(|e| e.to_string())?;
+    print!("{}", result.text(&config));
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn transcode(args: TranscodeArgs) -> Result<(), String> {
+    let config = corecast_bench::transcode::TranscodeConfig {
+        height: args.height,
+        seconds: args.seconds.max(1),
+        presets: args.presets,
+        rounds: args.rounds.max(1),
+        ffmpeg: args.ffmpeg,
+    };
+    let report = corecast_bench::transcode::run_transcode(&config).map_err(|e| e.to_string())?;
+    println!("{}", report.table());
+    println!("ffmpeg side: {}", report.ffmpeg_command);
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Viewers(args) => viewers(args),
         Command::CompareNginx(args) => compare_nginx(args),
+        Command::Load(args) => load(args),
+        Command::Transcode(args) => transcode(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -210,6 +210,9 @@ pub struct DeliverySection {
     pub idle_timeout_seconds: f64,
     pub header_timeout_seconds: f64,
     pub send_timeout_seconds: f64,
+    /// Drop a viewer whose response is still being sent this long after it began; unset: the
+    /// playlist window (`packaging.window` × target duration).
+    pub lagging_after_seconds: Option<f64>,
 }
 
 impl Default for DeliverySection {
@@ -221,6 +224,7 @@ impl Default for DeliverySection {
             idle_timeout_seconds: d.idle_timeout.as_secs_f64(),
             header_timeout_seconds: d.header_timeout.as_secs_f64(),
             send_timeout_seconds: d.send_timeout.as_secs_f64(),
+            lagging_after_seconds: None,
         }
     }
 }
@@ -425,6 +429,10 @@ impl ConfigFile {
                 0.1,
             )?,
             send_timeout: seconds("delivery.send_timeout_seconds", d.send_timeout_seconds, 0.1)?,
+            lagging_after: d
+                .lagging_after_seconds
+                .map(|s| seconds("delivery.lagging_after_seconds", s, 0.1))
+                .transpose()?,
             ..defaults.delivery
         };
 
@@ -692,6 +700,7 @@ mod tests {
             idle_timeout_seconds = 30
             header_timeout_seconds = 5
             send_timeout_seconds = 7
+            lagging_after_seconds = 9
             [ingest]
             rtmp_app = "app"
             read_timeout_seconds = 10
@@ -706,6 +715,7 @@ mod tests {
         assert_eq!(c.delivery.max_connections_per_worker, 20000);
         assert_eq!(c.delivery.idle_timeout, Duration::from_secs(30));
         assert_eq!(c.delivery.send_timeout, Duration::from_secs(7));
+        assert_eq!(c.delivery.lagging_after, Some(Duration::from_secs(9)));
         assert_eq!(c.hub.packaging.window, 5);
         assert_eq!(c.hub.grace_period, Duration::from_secs(3));
         assert_eq!(c.rtmp.app, "app");

@@ -194,7 +194,7 @@ fn render_metrics(
         out,
         "# HELP corecast_hub_dropped_units_total Access units dropped because the hub's queue was full\n# TYPE corecast_hub_dropped_units_total counter\ncorecast_hub_dropped_units_total {dropped_units}"
     );
-    let counters: [WorkerMetric; 13] = [
+    let counters: [WorkerMetric; 14] = [
         (
             "corecast_delivery_connections",
             "gauge",
@@ -272,6 +272,12 @@ fn render_metrics(
             "counter",
             "Connections closed by idle, header or send timeouts",
             |c| c.idle_timeouts + c.header_timeouts + c.send_timeouts,
+        ),
+        (
+            "corecast_delivery_lagging_drops_total",
+            "counter",
+            "Connections dropped for falling a playlist window behind",
+            |c| c.lagging_drops,
         ),
     ];
     let snapshots: Vec<(usize, DeliveryStatsSnapshot)> = workers

@@ -157,6 +157,11 @@ impl Engine {
         let store = Arc::new(SegmentStore::new());
         let mut workers = Vec::with_capacity(plan.delivery.len());
         let mut delivery_config = config.delivery.clone();
+        if delivery_config.lagging_after.is_none() {
+            let packaging = &config.hub.packaging;
+            delivery_config.lagging_after =
+                Some(packaging.target_duration * packaging.window.max(1) as u32);
+        }
         for (index, core) in plan.delivery.iter().enumerate() {
             let worker =
                 DeliveryWorker::spawn(index, *core, delivery_config.clone(), store.clone())?;

@@ -440,6 +440,49 @@ fn dropped_and_stalled_downloads_do_not_hold_up_others() {
 }
 
 #[test]
+fn a_reader_that_falls_a_window_behind_is_dropped() {
+    let store = store();
+    let config = DeliveryConfig {
+        // Every op makes progress, so the send timeout never fires; the window rule must.
+        send_timeout: Duration::from_secs(30),
+        lagging_after: Some(Duration::from_millis(800)),
+        max_send_bytes: 64 * 1024,
+        ..test_config()
+    };
+    let Some(worker) = spawn(config, &store) else {
+        return;
+    };
+    let addr = worker.local_addr();
+    // Reads 64 MiB at about 1.3 MB/s: it would need close to a minute.
+    let mut trickler = Client::connect(addr);
+    trickler.send(b"GET /live/demo/big.m4s HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut other = Client::connect(addr);
+    let stats = worker.stats();
+    let began = Instant::now();
+    let mut received = 0usize;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let cut_off = loop {
+        match trickler.reader.read(&mut chunk) {
+            Ok(0) | Err(_) => break true,
+            Ok(n) => received += n,
+        }
+        // Everyone else is served meanwhile.
+        assert_eq!(other.get(SEGMENT).body.len(), 1 << 20);
+        if began.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(cut_off, "the lagging reader was never dropped");
+    assert!(received < 64 << 20, "it got the whole object: {received}");
+    assert!(received > 0, "it was served before it fell behind");
+    assert_eq!(stats.snapshot().lagging_drops, 1);
+    assert_eq!(stats.snapshot().send_timeouts, 0);
+    assert_eq!(other.get(PLAYLIST).status, 200);
+    worker.stop();
+}
+
+#[test]
 fn two_workers_share_one_port() {
     let store = store();
     let Some(first) = spawn(test_config(), &store) else {

@@ -33,6 +33,11 @@ pub struct DeliveryConfig {
     /// A send op that makes no progress for this long (a client that stopped reading) closes
     /// the connection. Each op carries at most `max_send_bytes`.
     pub send_timeout: Duration,
+    /// A response still being sent this long after it started belongs to a viewer that has
+    /// fallen a whole playlist window behind: the connection is dropped rather than kept
+    /// trickling (a slow reader that keeps making progress never trips `send_timeout`).
+    /// `None`: the engine sets it to the playlist window (segments × target duration).
+    pub lagging_after: Option<Duration>,
     /// Longest request head accepted; longer is answered 431.
     pub max_request_head: usize,
     /// Largest number of bytes one send op carries.
@@ -53,6 +58,7 @@ impl Default for DeliveryConfig {
             idle_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
+            lagging_after: None,
             max_request_head: 8192,
             max_send_bytes: 256 * 1024,
             send_zero_copy_min: None,
@@ -106,6 +112,8 @@ pub struct DeliveryStats {
     pub idle_timeouts: AtomicU64,
     pub header_timeouts: AtomicU64,
     pub send_timeouts: AtomicU64,
+    /// Connections dropped for falling a playlist window behind (`lagging_after`).
+    pub lagging_drops: AtomicU64,
 }
 
 /// Plain copy of [`DeliveryStats`].
@@ -126,6 +134,7 @@ pub struct DeliveryStatsSnapshot {
     pub idle_timeouts: u64,
     pub header_timeouts: u64,
     pub send_timeouts: u64,
+    pub lagging_drops: u64,
 }
 
 /// Sums the counters of several workers (the API's totals).
@@ -149,6 +158,7 @@ impl std::ops::Add for DeliveryStatsSnapshot {
             idle_timeouts: self.idle_timeouts + o.idle_timeouts,
             header_timeouts: self.header_timeouts + o.header_timeouts,
             send_timeouts: self.send_timeouts + o.send_timeouts,
+            lagging_drops: self.lagging_drops + o.lagging_drops,
         }
     }
 }
@@ -172,6 +182,7 @@ impl DeliveryStats {
             idle_timeouts: read(&self.idle_timeouts),
             header_timeouts: read(&self.header_timeouts),
             send_timeouts: read(&self.send_timeouts),
+            lagging_drops: read(&self.lagging_drops),
         }
     }
 }

@@ -54,6 +54,8 @@ struct Conn {
     /// When the unfinished request head in `pending_input` started arriving.
     head_since: Option<Instant>,
     send_since: Instant,
+    /// When the response now being sent started (`None`: nothing with a body in progress).
+    response_since: Option<Instant>,
     viewer: Option<ViewerTicket>,
 }
 
@@ -70,6 +72,7 @@ impl Conn {
             last_active: now,
             head_since: None,
             send_since: now,
+            response_since: None,
             viewer: None,
         }
     }
@@ -324,6 +327,7 @@ impl Worker {
         };
         conn.state = ConnState::Open;
         conn.last_active = now;
+        conn.response_since = None;
         conn.recv_armed = true;
         let token = Token::new(OpKind::Recv, slot, conn.generation);
         self.open += 1;
@@ -445,6 +449,7 @@ impl Worker {
                     }
                     if let Some(body) = answer.body {
                         let _ = self.ring.set_send_body(slot, body);
+                        conn.response_since = Some(now);
                         break;
                     }
                 }
@@ -518,6 +523,9 @@ impl Worker {
             .bytes_sent
             .fetch_add(completion.result as u64, Ordering::Relaxed);
         conn.last_active = now;
+        if self.ring.send_pending(slot) == 0 {
+            conn.response_since = None;
+        }
         if self.ring.send_pending(slot) > 0 || conn.close_after_send {
             // The rest of a long body, or the close after the last answer.
             self.flush(slot, now);
@@ -619,10 +627,20 @@ impl Worker {
                     }
                 }
                 ConnState::Open if in_flight => {
+                    let lagging = match (conn.response_since, self.config.lagging_after) {
+                        (Some(since), Some(limit)) => now - since > limit,
+                        _ => false,
+                    };
                     if now - conn.send_since > self.config.send_timeout {
                         self.shared
                             .stats
                             .send_timeouts
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.begin_close(slot);
+                    } else if lagging {
+                        self.shared
+                            .stats
+                            .lagging_drops
                             .fetch_add(1, Ordering::Relaxed);
                         self.begin_close(slot);
                     }
