@@ -9,10 +9,14 @@ build_pkgs=(
   pkg-config clang libclang-dev nasm
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libx264-dev
+  # drivers/srt: Haivision's libsrt (docs/srt.md).
+  libsrt-openssl-dev
 )
 test_pkgs=(
   curl
   ffmpeg
+  # SRT peers: srt-live-transmit (tests/tests/srt_*.rs).
+  srt-tools
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   # tests/rtsp_server.py: GStreamer's RTSP server through GObject introspection.

@@ -70,6 +70,9 @@ pub struct CompareConfig {
     pub rounds: u32,
     pub cases: Vec<Case>,
     pub viewers: u64,
+    /// Before the rounds, try nginx alone at each of these viewer counts (ascending) and run
+    /// the rounds at the largest it held with no stall and no error (`viewers` if none did).
+    pub viewers_search: Vec<u64>,
     pub viewers_seconds: f64,
     /// Video bitrates of the two published streams: 2 s segments of about 1 MB and 100 KB.
     pub big_kbps: u32,
@@ -912,7 +915,8 @@ fn run_viewers_case(
     notes: &mut Vec<String>,
 ) -> Result<(), BenchError> {
     let per_run = config.viewers_seconds + 3.0;
-    let live_seconds = 16.0 + f64::from(config.rounds) * 2.0 * per_run;
+    let live_seconds =
+        16.0 + (f64::from(config.rounds) * 2.0 + config.viewers_search.len() as f64) * per_run;
     let _publisher = publish(
         config,
         rtmp,
@@ -934,65 +938,104 @@ fn run_viewers_case(
     if !wait_listed(nginx_addr, LIVE_PLAYLIST, 4, Duration::from_secs(5)) {
         return Err(fail("the mirror did not bring the live playlist to nginx"));
     }
+    let one_run = |meter: &mut CpuMeter,
+                   server: Server,
+                   addr: SocketAddr,
+                   pid: u32,
+                   n: u64,
+                   round: u32|
+     -> Result<RunRecord, BenchError> {
+        let waited = wait_quiet(config.quiet_wait);
+        let viewers = ViewersConfig {
+            url: format!("http://{addr}/live/{LIVE_STREAM}"),
+            rendition: "source".into(),
+            viewers: n,
+            duration: Duration::from_secs_f64(config.viewers_seconds),
+            ramp_per_s: (n as f64).max(1000.0),
+            warmup: Duration::from_secs(2),
+            burst: false,
+            threads: client_cpus.len().max(1),
+            source_addresses: None,
+            server_pid: Some(pid),
+            sample_every: 100,
+            player: PlayerConfig::default(),
+            progress_every: Duration::ZERO,
+        };
+        meter.start();
+        let report = viewers::run(&viewers)?;
+        let cpu = meter.stop(server);
+        let segment = report.kinds.get("segment");
+        let playlist = report.kinds.get("playlist");
+        let summary = ViewersSummary {
+            viewers: n,
+            connections_min_steady: report.connections_min_steady,
+            requests_per_s: report.requests_per_s,
+            gbps: report.gbps,
+            segment_ttfb_p50_ms: segment.map_or(0.0, |k| k.ttfb.p50_ms),
+            segment_ttfb_p99_ms: segment.map_or(0.0, |k| k.ttfb.p99_ms),
+            playlist_ttfb_p99_ms: playlist.map_or(0.0, |k| k.ttfb.p99_ms),
+            stalls: report.stalls,
+            stall_time_s: report.stall_time_s,
+            errors_total: report.errors_total,
+            generator_timer_lateness_p99_ms: report.generator_timer_lateness.p99_ms,
+        };
+        Ok(RunRecord {
+            case: Case::Viewers,
+            server,
+            round,
+            requests_per_s: summary.requests_per_s,
+            p99_ms: summary.segment_ttfb_p99_ms,
+            p50_ms: summary.segment_ttfb_p50_ms,
+            gbps: summary.gbps,
+            errors: summary.errors_total,
+            requests_per_busy_server_core: ratio(
+                summary.requests_per_s,
+                cpu.server_cpus_busy_cores,
+            ),
+            requests_per_server_process_core: ratio(summary.requests_per_s, cpu.server_cores),
+            noisy: cpu.foreign_cores > config.foreign_max,
+            wrk: None,
+            viewers: Some(summary),
+            cpu,
+            quiet_wait_s: waited.as_secs_f64(),
+        })
+    };
+    let mut n = config.viewers;
+    let mut search = config.viewers_search.clone();
+    search.sort_unstable();
+    let mut held = None;
+    for &tried in &search {
+        let pid = meter.nginx_worker_pid();
+        let run = one_run(meter, Server::Nginx, nginx_addr, pid, tried, 0)?;
+        let v = run.viewers.as_ref().expect("a viewers run has its summary");
+        let clean = v.stalls == 0 && v.errors_total == 0 && v.connections_min_steady >= tried;
+        notes.push(format!(
+            "viewers search: nginx at {tried} viewers: {} held at least, {} stalls, {} errors: {}",
+            v.connections_min_steady,
+            v.stalls,
+            v.errors_total,
+            if clean { "held" } else { "not held" }
+        ));
+        eprintln!("search {}", short_line(&run));
+        if !clean {
+            break;
+        }
+        held = Some(tried);
+    }
+    if let Some(largest) = held {
+        n = largest;
+    } else if !search.is_empty() {
+        notes.push(format!(
+            "viewers search: nginx held none of {search:?}; rounds run at --viewers {n}"
+        ));
+    }
     for round in 1..=config.rounds {
         for (server, addr, pid) in [
             (Server::Corecast, http, meter.corecast_pid()),
             (Server::Nginx, nginx_addr, meter.nginx_worker_pid()),
         ] {
-            let waited = wait_quiet(config.quiet_wait);
-            let viewers = ViewersConfig {
-                url: format!("http://{addr}/live/{LIVE_STREAM}"),
-                rendition: "source".into(),
-                viewers: config.viewers,
-                duration: Duration::from_secs_f64(config.viewers_seconds),
-                ramp_per_s: (config.viewers as f64).max(1000.0),
-                warmup: Duration::from_secs(2),
-                burst: false,
-                threads: client_cpus.len().max(1),
-                source_addresses: None,
-                server_pid: Some(pid),
-                sample_every: 100,
-                player: PlayerConfig::default(),
-                progress_every: Duration::ZERO,
-            };
-            meter.start();
-            let report = viewers::run(&viewers)?;
-            let cpu = meter.stop(server);
-            let segment = report.kinds.get("segment");
-            let playlist = report.kinds.get("playlist");
-            let summary = ViewersSummary {
-                viewers: config.viewers,
-                connections_min_steady: report.connections_min_steady,
-                requests_per_s: report.requests_per_s,
-                gbps: report.gbps,
-                segment_ttfb_p50_ms: segment.map_or(0.0, |k| k.ttfb.p50_ms),
-                segment_ttfb_p99_ms: segment.map_or(0.0, |k| k.ttfb.p99_ms),
-                playlist_ttfb_p99_ms: playlist.map_or(0.0, |k| k.ttfb.p99_ms),
-                stalls: report.stalls,
-                stall_time_s: report.stall_time_s,
-                errors_total: report.errors_total,
-                generator_timer_lateness_p99_ms: report.generator_timer_lateness.p99_ms,
-            };
-            runs.push(RunRecord {
-                case: Case::Viewers,
-                server,
-                round,
-                requests_per_s: summary.requests_per_s,
-                p99_ms: summary.segment_ttfb_p99_ms,
-                p50_ms: summary.segment_ttfb_p50_ms,
-                gbps: summary.gbps,
-                errors: summary.errors_total,
-                requests_per_busy_server_core: ratio(
-                    summary.requests_per_s,
-                    cpu.server_cpus_busy_cores,
-                ),
-                requests_per_server_process_core: ratio(summary.requests_per_s, cpu.server_cores),
-                noisy: cpu.foreign_cores > config.foreign_max,
-                wrk: None,
-                viewers: Some(summary),
-                cpu,
-                quiet_wait_s: waited.as_secs_f64(),
-            });
+            let run = one_run(meter, server, addr, pid, n, round)?;
+            runs.push(run);
             eprintln!("{}", short_line(runs.last().expect("just pushed")));
         }
     }

@@ -111,6 +111,11 @@ struct CompareArgs {
     /// Viewers of the viewers case.
     #[arg(long, default_value_t = 2000)]
     viewers: u64,
+    /// Find the largest N nginx holds first: try these counts on nginx alone (ascending, stop
+    /// at the first with a stall, an error or a lost connection), then run the rounds at the
+    /// largest held (e.g. `10000,15000,19000,25000`).
+    #[arg(long, value_delimiter = ',')]
+    viewers_search: Vec<u64>,
     /// Seconds per viewers run (ramp-up and 2 s warm-up included).
     #[arg(long, default_value_t = 10.0)]
     viewers_seconds: f64,
@@ -243,6 +248,7 @@ fn compare_nginx(args: CompareArgs) -> Result<(), String> {
         rounds: args.rounds.max(1),
         cases: args.cases,
         viewers: args.viewers,
+        viewers_search: args.viewers_search,
         viewers_seconds: args.viewers_seconds,
         big_kbps: args.big_kbps,
         small_kbps: args.small_kbps,

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use ::transcode::{Ladder, LadderConfig, rung_size};
-use media::{AccessUnit, AvcConfig};
+use media::{AccessUnit, TrackConfig};
 use serde::Serialize;
 use testmedia::{TempDir, TestSource};
 use x264::X264Preset;
@@ -114,7 +114,7 @@ fn ladder_config(preset: X264Preset) -> LadderConfig {
 }
 
 fn run_corecast(
-    source: &AvcConfig,
+    source: &TrackConfig,
     units: &[AccessUnit],
     preset: X264Preset,
 ) -> Result<(u64, f64, f64), BenchError> {
@@ -251,6 +251,7 @@ pub fn run_transcode(config: &TranscodeConfig) -> Result<TranscodeReport, BenchE
     let media = TestSource::new(width, config.height, config.seconds).make(dir.path());
     let units = media.video_units();
     let source = (media.video.width, media.video.height);
+    let source_config = TrackConfig::Avc(media.video.clone());
     let rungs: Vec<String> = LadderConfig::default()
         .rungs
         .iter()
@@ -260,7 +261,7 @@ pub fn run_transcode(config: &TranscodeConfig) -> Result<TranscodeReport, BenchE
     for name in &config.presets {
         let preset = preset_by_name(name)?;
         for round in 1..=config.rounds {
-            let (frames, wall, cpu) = run_corecast(&media.video, &units, preset)?;
+            let (frames, wall, cpu) = run_corecast(&source_config, &units, preset)?;
             runs.push(TranscodeRun {
                 side: "corecast",
                 preset: name.clone(),

@@ -10,6 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use testmedia::TestSource;
+
+pub mod enhanced_rtmp;
+pub mod lossy_relay;
 pub use testmedia::{TempDir, ffmpeg_decode_errors, ffprobe_json, require_tool};
 
 /// The `corecast` binary next to this test binary (`target/<profile>/corecast`).
@@ -35,6 +38,14 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// A UDP port nobody uses right now (bound and released).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind a UDP port")
+        .port()
+}
+
 /// A running corecast process; killed when dropped. Its log goes to a file under the temp dir,
 /// printed when the test fails.
 #[derive(Debug)]
@@ -43,6 +54,8 @@ pub struct Server {
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
     pub api: SocketAddr,
+    /// The SRT listener (UDP), on a free port so servers of parallel tests never collide.
+    pub srt: SocketAddr,
     pub log: PathBuf,
     _dir: TempDir,
 }
@@ -55,10 +68,13 @@ impl Server {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let srt: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
         let config_path = dir.path().join("corecast.toml");
         std::fs::write(
             &config_path,
-            format!("http = \"{http}\"\nrtmp = \"{rtmp}\"\napi = \"{api}\"\n{config}"),
+            format!(
+                "http = \"{http}\"\nrtmp = \"{rtmp}\"\napi = \"{api}\"\nsrt = \"{srt}\"\n{config}"
+            ),
         )
         .expect("write config");
         let log = dir.path().join("corecast.log");
@@ -78,6 +94,7 @@ impl Server {
             http,
             rtmp,
             api,
+            srt,
             log,
             _dir: dir,
         };

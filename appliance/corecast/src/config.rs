@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use engine::ladder::{RungConfig, x264_preset, x264_profile};
 use engine::{
-    DeliveryConfig, DemoConfig, EngineConfig, HubConfig, RtmpConfig, SourceConfig, TranscodeConfig,
-    UdpSourceConfig,
+    DeliveryConfig, DemoConfig, EngineConfig, HubConfig, RtmpConfig, SourceConfig, SrtConfig,
+    SrtSourceConfig, SrtStreamConfig, TranscodeConfig, UdpSourceConfig,
 };
 use serde::Deserialize;
-use transcode::{GpuFallback, NvencPreset, RungEncoder};
+use transcode::{GpuFallback, NvencPreset, RungCodec, RungEncoder};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -38,6 +38,8 @@ pub enum ConfigError {
 pub struct ConfigFile {
     pub http: Option<SocketAddr>,
     pub rtmp: Option<SocketAddr>,
+    /// SRT listener (UDP), default 0.0.0.0:9000.
+    pub srt: Option<SocketAddr>,
     pub api: Option<SocketAddr>,
     pub demo: DemoSection,
     pub packaging: PackagingSection,
@@ -46,6 +48,9 @@ pub struct ConfigFile {
     /// `[[source]]`: inputs the engine opens by itself.
     #[serde(rename = "source")]
     pub sources: Vec<SourceSection>,
+    /// `[[srt_stream]]`: per-stream SRT settings (passphrase, latency, own port).
+    #[serde(rename = "srt_stream")]
+    pub srt_streams: Vec<SrtStreamSection>,
     pub transcode: TranscodeSection,
 }
 
@@ -60,6 +65,8 @@ pub struct TranscodeSection {
     pub decoder_threads: u32,
     pub encoder_threads: u32,
     pub queue_frames: usize,
+    /// Transcode worker threads (0: automatic, from the core plan).
+    pub workers: usize,
 }
 
 impl Default for TranscodeSection {
@@ -78,7 +85,9 @@ impl Default for TranscodeSection {
                     vbv_buffer_kbits: Some(r.vbv_buffer_kbits),
                     preset: r.preset.name().to_owned(),
                     profile: r.profile.name().to_owned(),
-                    encoder: r.encoder.name().to_owned(),
+                    codec: Some(r.encoder.codec().name().to_owned()),
+                    encoder: Some(r.encoder.name().to_owned()),
+                    av1_preset: None,
                     nvenc_preset: r.nvenc_preset.name().to_owned(),
                     fallback: r.fallback.name().to_owned(),
                 })
@@ -87,6 +96,7 @@ impl Default for TranscodeSection {
             decoder_threads: t.decoder_threads,
             encoder_threads: t.encoder_threads,
             queue_frames: t.queue_frames,
+            workers: t.workers,
         }
     }
 }
@@ -105,9 +115,14 @@ pub struct RungSection {
     pub preset: String,
     #[serde(default = "default_profile")]
     pub profile: String,
-    /// `x264` or `nvenc` (docs/transcode.md, "GPU rungs").
-    #[serde(default = "default_encoder")]
-    pub encoder: String,
+    /// `h264` (default) or `av1` (docs/transcode.md, "AV1 rungs").
+    pub codec: Option<String>,
+    /// `x264` or `nvenc` for H.264 (docs/transcode.md, "GPU rungs"), `rav1e` or `svt-av1` for
+    /// AV1. Default: x264 for H.264, the measured default AV1 encoder for AV1.
+    pub encoder: Option<String>,
+    /// AV1 speed: rav1e `0..=10`, SVT-AV1 `0..=13` (higher is faster). Default: rav1e 10,
+    /// SVT-AV1 12.
+    pub av1_preset: Option<u8>,
     /// `p1` … `p7`, used when the rung runs on NVENC.
     #[serde(default = "default_nvenc_preset")]
     pub nvenc_preset: String,
@@ -116,16 +131,48 @@ pub struct RungSection {
     pub fallback: String,
 }
 
-fn default_encoder() -> String {
-    "x264".into()
-}
-
 fn default_nvenc_preset() -> String {
     "p4".into()
 }
 
 fn default_fallback() -> String {
     "cpu".into()
+}
+
+/// The encoder of a `[[transcode.rungs]]` entry from its `codec`, `encoder` and `av1_preset`
+/// keys; `Err` says which key is wrong and what to write instead.
+fn rung_encoder(rung: &RungSection) -> Result<RungEncoder, String> {
+    let codec = match rung.codec.as_deref() {
+        None => None,
+        Some(name) => Some(
+            RungCodec::from_name(name)
+                .ok_or_else(|| format!("codec = {name:?}: use h264 or av1"))?,
+        ),
+    };
+    let encoder = match rung.encoder.as_deref() {
+        None => codec.unwrap_or(RungCodec::H264).default_encoder(),
+        Some(name) => RungEncoder::from_name(name).ok_or_else(|| {
+            format!("encoder = {name:?}: use x264 or nvenc (h264), rav1e or svt-av1 (av1)")
+        })?,
+    };
+    if let Some(codec) = codec.filter(|&codec| codec != encoder.codec()) {
+        return Err(format!(
+            "encoder = {:?} encodes {}, not codec = {:?}",
+            encoder.name(),
+            encoder.codec().name(),
+            codec.name()
+        ));
+    }
+    match rung.av1_preset {
+        None => Ok(encoder),
+        Some(preset) => encoder.with_av1_preset(preset).ok_or_else(|| {
+            format!(
+                "av1_preset = {preset}: only for AV1 rungs, rav1e 0..=10 or svt-av1 0..=13 \
+                 (encoder = {:?})",
+                encoder.name()
+            )
+        }),
+    }
 }
 
 fn default_preset() -> String {
@@ -232,18 +279,41 @@ impl Default for DeliverySection {
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestSection {
+    /// The app of RTMP URLs and of SRT stream ids (`publish:<app>/<name>`).
     pub rtmp_app: String,
     pub read_timeout_seconds: f64,
+    /// SRT latency of streams without their own `[[srt_stream]]` latency.
+    pub srt_latency_ms: u64,
+    /// An SRT publisher that sends no media for this long is dropped.
+    pub srt_timeout_seconds: f64,
 }
 
 impl Default for IngestSection {
     fn default() -> Self {
         let r = RtmpConfig::default();
+        let s = SrtConfig::default();
         IngestSection {
             rtmp_app: r.app,
             read_timeout_seconds: r.read_timeout.as_secs_f64(),
+            srt_latency_ms: s.latency.as_millis() as u64,
+            srt_timeout_seconds: s.timeout.as_secs_f64(),
         }
     }
+}
+
+/// One `[[srt_stream]]` entry (docs/srt.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SrtStreamSection {
+    pub name: String,
+    /// Callers of this stream must use it (10 to 79 characters); unset: unencrypted.
+    pub passphrase: Option<String>,
+    /// AES key bytes (16, 24, 32) announced when corecast sends (read connections).
+    pub key_length: Option<u8>,
+    /// Default: `ingest.srt_latency_ms`.
+    pub latency_ms: Option<u64>,
+    /// A listener of its own on this UDP port: callers without a stream id publish here.
+    pub port: Option<u16>,
 }
 
 impl TranscodeSection {
@@ -289,12 +359,8 @@ impl TranscodeSection {
                     rung.profile
                 ))
             })?;
-            let encoder = RungEncoder::from_name(&rung.encoder).ok_or_else(|| {
-                invalid(format!(
-                    "{label}: encoder = {:?}: use x264 or nvenc",
-                    rung.encoder
-                ))
-            })?;
+            let encoder =
+                rung_encoder(rung).map_err(|reason| invalid(format!("{label}: {reason}")))?;
             let nvenc_preset = NvencPreset::from_name(&rung.nvenc_preset).ok_or_else(|| {
                 invalid(format!(
                     "{label}: nvenc_preset = {:?}: use p1 (fastest) … p7 (best)",
@@ -337,6 +403,12 @@ impl TranscodeSection {
                 )));
             }
         }
+        if self.workers > 256 {
+            return Err(invalid(format!(
+                "transcode.workers = {}: must be 0 (automatic) ..= 256",
+                self.workers
+            )));
+        }
         if !(2..=120).contains(&self.queue_frames) {
             return Err(invalid(format!(
                 "transcode.queue_frames = {}: must be 2..=120",
@@ -350,6 +422,7 @@ impl TranscodeSection {
             decoder_threads: self.decoder_threads,
             encoder_threads: self.encoder_threads,
             queue_frames: self.queue_frames,
+            workers: self.workers,
             ..TranscodeConfig::default()
         })
     }
@@ -530,14 +603,25 @@ impl ConfigFile {
                         })?,
                     )
                 }
+                "srt" => SourceConfig::Srt(
+                    SrtSourceConfig::from_url(&source.name, &source.url, timeout).map_err(
+                        |reason| {
+                            invalid(format!(
+                                "{label}: url {:?}: {reason}",
+                                engine::sources::redact_url(&source.url)
+                            ))
+                        },
+                    )?,
+                ),
                 _ => {
                     return Err(invalid(format!(
-                        "{label}: url {:?}: unsupported scheme (supported: udp://, rtsp://)",
-                        source.url
+                        "{label}: url {:?}: unsupported scheme (supported: udp://, rtsp://, srt://)",
+                        engine::sources::redact_url(&source.url)
                     )));
                 }
             });
         }
+        let srt = self.srt_config(&rtmp.app, &seconds, &invalid)?;
 
         Ok(EngineConfig {
             sources,
@@ -547,7 +631,45 @@ impl ConfigFile {
             api: self.api.unwrap_or(defaults.api),
             hub,
             demo,
+            srt,
         })
+    }
+
+    /// The SRT listener and `[[srt_stream]]` entries.
+    fn srt_config(
+        &self,
+        app: &str,
+        seconds: &dyn Fn(&str, f64, f64) -> Result<Duration, ConfigError>,
+        invalid: &dyn Fn(String) -> ConfigError,
+    ) -> Result<SrtConfig, ConfigError> {
+        let defaults = SrtConfig::default();
+        let latency = Duration::from_millis(self.ingest.srt_latency_ms);
+        let streams = self
+            .srt_streams
+            .iter()
+            .map(|s| SrtStreamConfig {
+                name: s.name.clone(),
+                passphrase: s.passphrase.clone(),
+                key_length: s.key_length,
+                latency: s.latency_ms.map_or(latency, Duration::from_millis),
+                port: s.port,
+            })
+            .collect();
+        let config = SrtConfig {
+            listen: self.srt.unwrap_or(defaults.listen),
+            app: app.to_owned(),
+            latency,
+            streams,
+            timeout: seconds(
+                "ingest.srt_timeout_seconds",
+                self.ingest.srt_timeout_seconds,
+                1.0,
+            )?,
+        };
+        config.validate().map_err(|message| {
+            invalid(message.replace("srt_latency_ms", "ingest.srt_latency_ms"))
+        })?;
+        Ok(config)
     }
 }
 
@@ -745,6 +867,7 @@ mod tests {
             enabled = true
             passthrough_streams = ["cam-*"]
             encoder_threads = 2
+            workers = 3
             [[transcode.rungs]]
             name = "240p"
             height = 240
@@ -769,6 +892,7 @@ mod tests {
             .transcode;
         assert!(t.enabled && t.transcodes("event") && !t.transcodes("cam-1"));
         assert_eq!(t.encoder_threads, 2);
+        assert_eq!(t.workers, 3);
         assert_eq!(t.rungs.len(), 2);
         assert_eq!(t.rungs[0].preset, engine::ladder::X264Preset::Ultrafast);
         assert_eq!(t.rungs[0].vbv_buffer_kbits, 1000);
@@ -805,6 +929,16 @@ mod tests {
                 rung("encoder = \"qsv\""),
                 "encoder = \"qsv\": use x264 or nvenc",
             ),
+            (rung("codec = \"vp9\""), "codec = \"vp9\": use h264 or av1"),
+            (
+                rung("codec = \"av1\"\nencoder = \"x264\""),
+                "encoder = \"x264\" encodes h264, not codec = \"av1\"",
+            ),
+            (
+                rung("encoder = \"rav1e\"\nav1_preset = 11"),
+                "av1_preset = 11",
+            ),
+            (rung("av1_preset = 5"), "only for AV1 rungs"),
             (rung("nvenc_preset = \"slow\""), "nvenc_preset"),
             (rung("fallback = \"gpu\""), "fallback = \"gpu\""),
             (rung("").replace("height = 240", "height = 241"), "height"),
@@ -826,6 +960,25 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
+        let av1 = |body: &str| {
+            let text = rung(body);
+            ConfigFile::parse(&text, "c")
+                .and_then(|c| c.into_engine_config("c"))
+                .unwrap_or_else(|e| panic!("{text}: {e}"))
+                .hub
+                .transcode
+                .rungs[0]
+                .encoder
+        };
+        assert_eq!(av1("codec = \"av1\""), transcode::DEFAULT_AV1_ENCODER);
+        assert_eq!(
+            av1("codec = \"av1\"\nencoder = \"rav1e\"\nav1_preset = 8"),
+            RungEncoder::Rav1e { speed: 8 }
+        );
+        assert_eq!(
+            av1("encoder = \"svt-av1\""),
+            RungEncoder::SvtAv1 { preset: 12 }
+        );
         let twice = format!("{}\n{}", rung(""), rung("").replace("[transcode]\n", ""));
         let err = ConfigFile::parse(&twice, "c")
             .and_then(|c| c.into_engine_config("c"))
@@ -854,5 +1007,74 @@ mod tests {
                 .demo
                 .is_none()
         );
+    }
+}
+
+#[cfg(test)]
+mod srt_tests {
+    use super::*;
+
+    fn engine_config(text: &str) -> Result<EngineConfig, ConfigError> {
+        ConfigFile::parse(text, "t").and_then(|c| c.into_engine_config("t"))
+    }
+
+    #[test]
+    fn srt_defaults_streams_and_pulls() {
+        let config = engine_config("").unwrap();
+        assert_eq!(config.srt.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(config.srt.latency, Duration::from_millis(120));
+        assert_eq!(config.srt.app, "live");
+        assert!(config.srt.streams.is_empty());
+
+        let config = engine_config(
+            r#"
+            srt = "127.0.0.1:9100"
+            [ingest]
+            srt_latency_ms = 200
+            [[srt_stream]]
+            name = "cam"
+            passphrase = "0123456789abc"
+            port = 9101
+            [[srt_stream]]
+            name = "studio"
+            latency_ms = 400
+            key_length = 32
+            [[source]]
+            name = "relay"
+            url = "srt://10.0.0.9:9000?streamid=read:live/x&passphrase=abcdefghijk"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.srt.listen, "127.0.0.1:9100".parse().unwrap());
+        let cam = config.srt.stream("cam").unwrap();
+        assert_eq!(cam.passphrase.as_deref(), Some("0123456789abc"));
+        assert_eq!(cam.latency, Duration::from_millis(200));
+        assert_eq!(cam.port, Some(9101));
+        let studio = config.srt.stream("studio").unwrap();
+        assert_eq!(studio.latency, Duration::from_millis(400));
+        assert_eq!(studio.key_length, Some(32));
+        let [SourceConfig::Srt(relay)] = &config.sources[..] else {
+            panic!("{:?}", config.sources);
+        };
+        assert_eq!(relay.stream_id.as_deref(), Some("read:live/x"));
+
+        for (text, expected) in [
+            (
+                "[[srt_stream]]\nname = \"a\"\npassphrase = \"short\"",
+                "10 to 79",
+            ),
+            (
+                "[[srt_stream]]\nname = \"a\"\nkey_length = 20",
+                "16, 24 or 32",
+            ),
+            ("[ingest]\nsrt_latency_ms = 5", "ingest.srt_latency_ms"),
+            (
+                "[[source]]\nname = \"r\"\nurl = \"srt://h:1?passphrase=tiny\"",
+                "passphrase=***",
+            ),
+        ] {
+            let err = engine_config(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 }

@@ -31,7 +31,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve: RTMP in, HLS / DASH out (and the built-in `demo` stream unless --no-demo).
+    /// Serve: RTMP and SRT in, HLS / DASH out (and the built-in `demo` stream unless --no-demo).
     Run(RunArgs),
     /// List the encoders this box really has (and why each missing one is missing), the CPU
     /// count and io_uring support.
@@ -56,6 +56,9 @@ struct RunArgs {
     /// RTMP ingest address. Default 0.0.0.0:1935.
     #[arg(long, value_name = "ADDR")]
     rtmp: Option<SocketAddr>,
+    /// SRT listener address (UDP). Default 0.0.0.0:9000.
+    #[arg(long, value_name = "ADDR")]
+    srt: Option<SocketAddr>,
     /// Control API address. Default 127.0.0.1:8081.
     #[arg(long, value_name = "ADDR")]
     api: Option<SocketAddr>,
@@ -65,6 +68,9 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: the first thing `main` does, before any thread exists (the only requirement of
+    // changing the environment).
+    unsafe { libav::quiet_svt_av1_logging() };
     #[cfg(feature = "count-allocations")]
     count_alloc::configure_from_env();
     let cli = Cli::parse();
@@ -109,6 +115,7 @@ fn run(args: RunArgs) -> ExitCode {
     };
     file.http = args.http.or(file.http);
     file.rtmp = args.rtmp.or(file.rtmp);
+    file.srt = args.srt.or(file.srt);
     file.api = args.api.or(file.api);
     if args.no_demo {
         file.demo.enabled = false;

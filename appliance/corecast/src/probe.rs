@@ -133,25 +133,28 @@ pub fn run_probe() -> ProbeReport {
             "libsvtav1",
             "AV1",
             "FFmpeg (SVT-AV1)",
-            "; not used by corecast yet",
+            "; the default encoder of AV1 rungs (encoder = \"svt-av1\")",
         ),
         ffmpeg_encoder(
             "librav1e",
             "AV1",
             "FFmpeg (rav1e)",
-            "; not used by corecast yet",
+            "; not used: corecast links rav1e itself (below)",
         ),
         ffmpeg_encoder(
             "libaom-av1",
             "AV1",
             "FFmpeg (libaom)",
-            "; not used by corecast yet",
+            "; not used by corecast (slower than SVT-AV1 live)",
         ),
-        missing(
+        found(
             "rav1e",
             "AV1",
-            "rav1e crate (drivers/rav1e)",
-            "not built yet: drivers/rav1e does not exist in this version".into(),
+            "rav1e crate (drivers/rav1e, linked)",
+            format!(
+                "rav1e {}; AV1 rungs with encoder = \"rav1e\"",
+                corecast_rav1e::rav1e_version()
+            ),
         ),
     ];
     let io_uring = match uring::probe() {

@@ -1,6 +1,8 @@
 //! The control API on its own port: JSON over HTTP with axum on the control core's
 //! current-thread runtime. `GET /api/v1/streams`, `GET /api/v1/streams/{name}`,
-//! `GET /api/v1/delivery` (per-worker counters) and `GET /metrics` (Prometheus text format);
+//! `GET /api/v1/sources`, `GET /api/v1/sources/{name}` (state and counters of every pulled or
+//! accepted input, from the [`SourceBoard`]), `GET /api/v1/delivery` (per-worker counters) and
+//! `GET /metrics` (Prometheus text format);
 //! the shape of each object is the one later versions extend. docs/api.md lists every field.
 
 use std::fmt::Write as _;
@@ -17,6 +19,7 @@ use serde::Serialize;
 
 use crate::delivery::{DeliveryStats, DeliveryStatsSnapshot};
 use crate::hub::{HubHandle, StreamStatus};
+use crate::sources::{SourceBoard, SourceStatus};
 use crate::store::SegmentStore;
 
 /// One delivery worker as the API sees it: its counters, shared with the worker thread.
@@ -32,6 +35,7 @@ struct ApiState {
     hub: HubHandle,
     store: Arc<SegmentStore>,
     workers: Arc<Vec<WorkerStats>>,
+    sources: SourceBoard,
 }
 
 /// A stream as the API lists it: the hub's status plus delivery's viewer count.
@@ -41,6 +45,9 @@ struct StreamView {
     status: StreamStatus,
     viewers: u64,
     playback: Playback,
+    /// The configured source or SRT connection feeding the stream, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<SourceStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,9 +67,10 @@ struct ApiError {
     error: String,
 }
 
-fn view(status: &StreamStatus, store: &SegmentStore) -> StreamView {
+fn view(status: &StreamStatus, store: &SegmentStore, sources: &SourceBoard) -> StreamView {
     let base = format!("/live/{}", status.name);
     StreamView {
+        source: sources.feeding(&status.name),
         viewers: store.viewers(&status.name),
         playback: Playback {
             hls: format!("{base}/index.m3u8"),
@@ -78,18 +86,42 @@ async fn list_streams(State(state): State<ApiState>) -> Json<StreamList> {
         .hub
         .status()
         .iter()
-        .map(|s| view(s, &state.store))
+        .map(|s| view(s, &state.store, &state.sources))
         .collect();
     Json(StreamList { streams })
 }
 
 async fn one_stream(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
     match state.hub.status().iter().find(|s| s.name == name) {
-        Some(s) => Json(view(s, &state.store)).into_response(),
+        Some(s) => Json(view(s, &state.store, &state.sources)).into_response(),
         None => (
             StatusCode::NOT_FOUND,
             Json(ApiError {
                 error: format!("no stream named {name:?}"),
+            }),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct SourceList {
+    sources: Vec<SourceStatus>,
+}
+
+async fn list_sources(State(state): State<ApiState>) -> Json<SourceList> {
+    Json(SourceList {
+        sources: state.sources.list(),
+    })
+}
+
+async fn one_source(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
+    match state.sources.find(&name) {
+        Some(source) => Json(source).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(ApiError {
+                error: format!("no source named {name:?}"),
             }),
         )
             .into_response(),
@@ -129,12 +161,13 @@ async fn delivery(State(state): State<ApiState>) -> Json<DeliveryView> {
 /// Prometheus text exposition format 0.0.4: a handful of gauges and counters, written
 /// directly (a metrics registry crate would add more than it saves at this size).
 async fn metrics(State(state): State<ApiState>) -> Response {
-    let text = render_metrics(
+    let mut text = render_metrics(
         &state.hub.status(),
         &state.store,
         &state.workers,
         state.hub.dropped_units(),
     );
+    state.sources.render_metrics(&mut text);
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         text,
@@ -315,10 +348,17 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-fn router(hub: HubHandle, store: Arc<SegmentStore>, workers: Vec<WorkerStats>) -> Router {
+fn router(
+    hub: HubHandle,
+    store: Arc<SegmentStore>,
+    workers: Vec<WorkerStats>,
+    sources: SourceBoard,
+) -> Router {
     Router::new()
         .route("/api/v1/streams", get(list_streams))
         .route("/api/v1/streams/{name}", get(one_stream))
+        .route("/api/v1/sources", get(list_sources))
+        .route("/api/v1/sources/{name}", get(one_source))
         .route("/api/v1/delivery", get(delivery))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -326,6 +366,7 @@ fn router(hub: HubHandle, store: Arc<SegmentStore>, workers: Vec<WorkerStats>) -
             hub,
             store,
             workers: Arc::new(workers),
+            sources,
         })
 }
 
@@ -342,6 +383,7 @@ pub fn run(
     hub: HubHandle,
     store: Arc<SegmentStore>,
     workers: Vec<WorkerStats>,
+    sources: SourceBoard,
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -349,6 +391,6 @@ pub fn run(
         .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, router(hub, store, workers)).await
+        axum::serve(listener, router(hub, store, workers, sources)).await
     })
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use media::{AacConfig, AccessUnit, AvcConfig, TrackKind};
+use media::{AacConfig, AccessUnit, AvcConfig, TrackConfig, TrackKind};
 use package::{LivePackager, ObjectKind, PackagerConfig, PackagerOutput, Rendition};
 use serde::Serialize;
 use transcode::{Ladder, RungStats};
@@ -69,7 +69,7 @@ enum HubCommand {
         stream: Arc<str>,
         publisher: PublisherId,
         origin: String,
-        video: Option<AvcConfig>,
+        video: Option<TrackConfig>,
         audio: Option<AacConfig>,
     },
     Unit {
@@ -193,6 +193,13 @@ impl PublisherClaim {
 
     /// Starts (or, with new parameters, restarts) the stream with these tracks.
     pub fn start(&mut self, video: Option<AvcConfig>, audio: Option<AacConfig>) {
+        self.start_tracks(video.map(TrackConfig::Avc), audio);
+    }
+
+    /// As [`Self::start`] with video of any codec the packager takes (H.264, HEVC, AV1). The
+    /// source is packaged as it comes (passthrough); a transcode ladder is built only for what
+    /// the ladder decodes, otherwise the stream stays passthrough with a warning.
+    pub fn start_tracks(&mut self, video: Option<TrackConfig>, audio: Option<AacConfig>) {
         self.started = true;
         // Start is rare and must not be lost: block if the queue is full.
         let _ = self.hub.commands.send(HubCommand::Start {
@@ -290,7 +297,7 @@ pub struct RenditionStatus {
 
 impl RenditionStatus {
     fn of(
-        video: Option<&AvcConfig>,
+        video: Option<&TrackConfig>,
         audio: Option<&AacConfig>,
         ladder: Option<&StreamLadder>,
     ) -> Vec<RenditionStatus> {
@@ -299,10 +306,10 @@ impl RenditionStatus {
             out.push(RenditionStatus {
                 name: "source".into(),
                 codec: v.codec_string(),
-                width: Some(v.width),
-                height: Some(v.height),
+                width: v.video_size().map(|(width, _)| width),
+                height: v.video_size().map(|(_, height)| height),
                 frame_rate: v
-                    .frame_rate
+                    .frame_rate()
                     .filter(|(_, den)| *den > 0)
                     .map(|(num, den)| f64::from(num) / f64::from(den)),
                 sample_rate: None,
@@ -324,12 +331,12 @@ impl RenditionStatus {
                 .map_or((None, None), |(e, why)| (Some(*e), why.clone()));
             out.push(RenditionStatus {
                 name: rung.name.clone(),
-                codec: rung.avc.codec_string(),
-                width: Some(rung.avc.width),
-                height: Some(rung.avc.height),
+                codec: rung.track.codec_string(),
+                width: rung.track.video_size().map(|(w, _)| w),
+                height: rung.track.video_size().map(|(_, h)| h),
                 frame_rate: rung
-                    .avc
-                    .frame_rate
+                    .track
+                    .frame_rate()
                     .filter(|(_, den)| *den > 0)
                     .map(|(num, den)| f64::from(num) / f64::from(den)),
                 sample_rate: None,
@@ -373,11 +380,13 @@ pub fn hub(config: HubConfig, store: Arc<SegmentStore>) -> (HubHandle, StreamHub
         status: status.clone(),
         dropped_units: Arc::new(AtomicU64::new(0)),
     };
-    let (ladder_jobs, ladder_events, ladder_worker) = if config.transcode.enabled {
-        let (jobs, events, worker) = crate::ladder::channels(config.transcode.inbox_depth);
-        (Some(jobs), events, Some(worker))
+    let (ladder_jobs, ladder_events, ladder_workers) = if config.transcode.enabled {
+        crate::ladder::channels(
+            config.transcode.inbox_depth,
+            config.transcode.workers.max(1),
+        )
     } else {
-        (None, crossbeam_channel::never(), None)
+        (Vec::new(), crossbeam_channel::never(), Vec::new())
     };
     let hub = StreamHub {
         config,
@@ -387,7 +396,7 @@ pub fn hub(config: HubConfig, store: Arc<SegmentStore>) -> (HubHandle, StreamHub
         status,
         ladder_jobs,
         ladder_events,
-        ladder_worker,
+        ladder_workers,
         next_generation: 0,
     };
     (handle, hub)
@@ -407,7 +416,7 @@ struct Stream {
     origin: String,
     phase: Phase,
     started_at_ms: i64,
-    video: Option<AvcConfig>,
+    video: Option<TrackConfig>,
     audio: Option<AacConfig>,
     /// Payload bytes per second over a short window, for the input bitrate.
     meter: RateMeter,
@@ -420,6 +429,8 @@ struct Stream {
 #[derive(Debug)]
 struct StreamLadder {
     generation: u64,
+    /// Index of the transcode worker running it.
+    worker: usize,
     rungs: Vec<Rendition>,
     /// Per rung: the encoder that runs it, and why an NVENC rung fell back to x264.
     encoders: Vec<(&'static str, Option<String>)>,
@@ -439,28 +450,29 @@ pub struct StreamHub {
     commands: Receiver<HubCommand>,
     streams: HashMap<Arc<str>, Stream>,
     status: Arc<ArcSwap<Vec<StreamStatus>>>,
-    /// The transcode worker's inbox (`None` with transcoding off).
-    ladder_jobs: Option<Sender<LadderJob>>,
+    /// Each transcode worker's inbox (none with transcoding off).
+    ladder_jobs: Vec<Sender<LadderJob>>,
     ladder_events: Receiver<LadderEvent>,
-    /// The worker, until the engine takes it to run on the transcode core.
-    ladder_worker: Option<LadderWorker>,
+    /// The workers, until the engine takes them to run on the transcode cores.
+    ladder_workers: Vec<LadderWorker>,
     next_generation: u64,
 }
 
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl StreamHub {
-    /// The transcode worker, to run on the transcode core (`None` with transcoding off, or
-    /// once taken). Without it running, streams that should get a ladder stay passthrough.
-    pub fn take_ladder_worker(&mut self) -> Option<LadderWorker> {
-        self.ladder_worker.take()
+    /// The transcode workers, one per transcode core of the plan (none with transcoding off,
+    /// or once taken). Without them running, streams that should get a ladder stay
+    /// passthrough.
+    pub fn take_ladder_workers(&mut self) -> Vec<LadderWorker> {
+        std::mem::take(&mut self.ladder_workers)
     }
 
     /// Runs until every [`HubHandle`] is dropped.
     pub fn run(mut self) {
-        if self.ladder_worker.take().is_some() {
+        if !std::mem::take(&mut self.ladder_workers).is_empty() {
             tracing::warn!("transcoding is on but no worker runs the ladders: passthrough only");
-            self.ladder_jobs = None;
+            self.ladder_jobs.clear();
         }
         let mut next_status = Instant::now();
         let commands = self.commands.clone();
@@ -544,7 +556,8 @@ impl StreamHub {
                     return;
                 }
                 s.meter.add(Instant::now(), unit.payload.len());
-                if let (Some(ladder), Some(jobs)) = (s.ladder.as_mut(), self.ladder_jobs.as_ref())
+                if let Some(ladder) = s.ladder.as_mut()
+                    && let Some(jobs) = self.ladder_jobs.get(ladder.worker)
                     && unit.kind() == TrackKind::Video
                 {
                     let job = LadderJob::Unit {
@@ -577,8 +590,13 @@ impl StreamHub {
                 }
                 tracing::info!(stream = %stream, origin = %s.origin, %reason, grace_secs = grace.as_secs_f32(), "unpublished; waiting for the publisher to return");
                 // The last segment waits for the ladder's last units when it can.
-                let finishing = match (s.ladder.as_mut(), self.ladder_jobs.as_ref()) {
-                    (Some(ladder), Some(jobs)) => {
+                let ladder_jobs = &self.ladder_jobs;
+                let with_jobs = s
+                    .ladder
+                    .as_mut()
+                    .and_then(|l| ladder_jobs.get(l.worker).map(|jobs| (l, jobs)));
+                let finishing = match with_jobs {
+                    Some((ladder, jobs)) => {
                         let job = LadderJob::Finish {
                             stream: stream.clone(),
                             generation: ladder.generation,
@@ -607,16 +625,16 @@ impl StreamHub {
         stream: Arc<str>,
         publisher: PublisherId,
         origin: String,
-        video: Option<AvcConfig>,
+        video: Option<TrackConfig>,
         audio: Option<AacConfig>,
     ) {
         let now_ms = unix_ms();
         if let Some(old) = self.streams.get_mut(&stream).and_then(|s| s.ladder.take()) {
-            self.stop_ladder(&stream, old.generation);
+            self.stop_ladder(&stream, &old);
         }
         let ladder = video
             .as_ref()
-            .and_then(|avc| self.start_ladder(&stream, avc));
+            .and_then(|video| self.start_ladder(&stream, video));
         let continuing = match self.streams.get(&stream) {
             Some(s) => match s.phase {
                 // A different publisher while live: the old one's `Gone` is still queued
@@ -655,7 +673,10 @@ impl StreamHub {
         tracing::info!(
             stream = %stream,
             %origin,
-            video = video.as_ref().map(|v| format!("{} {}x{}", v.codec_string(), v.width, v.height)),
+            video = video.as_ref().map(|v| {
+                let (width, height) = v.video_size().unwrap_or_default();
+                format!("{} {width}x{height}", v.codec_string())
+            }),
             audio = audio.as_ref().map(|a| format!("{} {} Hz {} ch", a.codec_string(), a.sample_rate, a.channels)),
             "{}",
             if restart { "track parameters changed; continuing after a discontinuity" } else if continuing { "publisher returned within the grace period; continuing" } else { "published" }
@@ -669,7 +690,7 @@ impl StreamHub {
         let renditions = ladder.as_ref().map_or_else(Vec::new, |l| l.rungs.clone());
         s.ladder = ladder;
         s.packager
-            .handle_start_renditions(now_ms, video, audio, renditions);
+            .handle_start_tracks(now_ms, video, audio, renditions);
         self.flush(&stream);
         self.publish_status();
     }
@@ -677,11 +698,19 @@ impl StreamHub {
     /// Builds the stream's ladder here (so the rungs' parameter sets are known before the
     /// packager starts; a few ms of encoder set-up once per publish) and hands it to the
     /// worker. `None`: no ladder for this stream, which then stays passthrough.
-    fn start_ladder(&mut self, stream: &Arc<str>, source: &AvcConfig) -> Option<StreamLadder> {
-        let jobs = self.ladder_jobs.as_ref()?;
-        if !self.config.transcode.transcodes(stream) {
+    fn start_ladder(&mut self, stream: &Arc<str>, source: &TrackConfig) -> Option<StreamLadder> {
+        if self.ladder_jobs.is_empty() || !self.config.transcode.transcodes(stream) {
             return None;
         }
+        // The worker with the fewest ladders takes the new one.
+        let mut load = vec![0usize; self.ladder_jobs.len()];
+        for l in self.streams.values().filter_map(|s| s.ladder.as_ref()) {
+            if let Some(count) = load.get_mut(l.worker) {
+                *count += 1;
+            }
+        }
+        let worker = (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0);
+        let jobs = self.ladder_jobs.get(worker)?;
         let config = self
             .config
             .transcode
@@ -689,23 +718,25 @@ impl StreamHub {
         let ladder = match Ladder::new(config, source) {
             Ok(ladder) => ladder,
             Err(e) => {
-                tracing::warn!(stream = %stream, error = %e, "transcode ladder not started: passthrough only");
+                // E.g. AV1 (or HEVC before the ladder decodes it): the source still publishes.
+                tracing::warn!(stream = %stream, codec = %source.codec_string(), error = %e, "transcode ladder not started: passthrough only");
                 return None;
             }
         };
+        // Every rung, H.264 and AV1, in id order: the worker's units name their rung by id.
         let rungs: Vec<Rendition> = ladder
-            .rungs()
-            .map(|info| Rendition {
-                name: info.config.name.clone(),
-                avc: info.avc.clone(),
+            .rung_tracks()
+            .map(|rung| Rendition {
+                name: rung.config.name.clone(),
+                track: rung.track.clone(),
             })
             .collect();
         let encoders: Vec<(&'static str, Option<String>)> = ladder
-            .rungs()
-            .map(|info| (info.encoder.name(), info.fallback_reason.map(str::to_owned)))
+            .rung_tracks()
+            .map(|rung| (rung.encoder.name(), rung.fallback_reason.map(str::to_owned)))
             .collect();
         if rungs.is_empty() {
-            tracing::info!(stream = %stream, height = source.height, "no rung fits under the source: passthrough only");
+            tracing::info!(stream = %stream, height = source.video_size().map_or(0, |(_, height)| height), "no rung fits under the source: passthrough only");
             return None;
         }
         self.next_generation += 1;
@@ -721,12 +752,13 @@ impl StreamHub {
         }
         tracing::info!(
             stream = %stream,
-            rungs = %rungs.iter().map(|r| format!("{} {}x{}", r.name, r.avc.width, r.avc.height)).collect::<Vec<_>>().join(", "),
+            rungs = %rungs.iter().map(|r| { let (w, h) = r.track.video_size().unwrap_or_default(); format!("{} {} {w}x{h}", r.name, r.track.codec_string()) }).collect::<Vec<_>>().join(", "),
             "transcoding"
         );
         let count = rungs.len();
         Some(StreamLadder {
             generation,
+            worker,
             rungs,
             encoders,
             stats: vec![RungStats::default(); count],
@@ -735,12 +767,12 @@ impl StreamHub {
         })
     }
 
-    fn stop_ladder(&self, stream: &Arc<str>, generation: u64) {
-        if let Some(jobs) = self.ladder_jobs.as_ref() {
+    fn stop_ladder(&self, stream: &Arc<str>, ladder: &StreamLadder) {
+        if let Some(jobs) = self.ladder_jobs.get(ladder.worker) {
             // Best effort: a worker too busy to hear it drops the ladder's units by generation.
             let _ = jobs.try_send(LadderJob::Stop {
                 stream: stream.clone(),
-                generation,
+                generation: ladder.generation,
             });
         }
     }
@@ -793,11 +825,12 @@ impl StreamHub {
                 l.finishing_until.is_some_and(|t| now >= t)
                     || matches!(s.phase, Phase::Grace { until } if now >= until)
             });
-            if let Some(generation) = late_ladder.map(|l| l.generation) {
+            if late_ladder.is_some()
+                && let Some(ladder) = s.ladder.take()
+            {
                 tracing::warn!(stream = %name, "transcode ladder did not finish in time; its last units are lost");
-                s.ladder = None;
                 s.packager.handle_publisher_gone(unix_ms());
-                self.stop_ladder(&name, generation);
+                self.stop_ladder(&name, &ladder);
                 self.flush(&name);
                 changed = true;
             }
@@ -816,7 +849,7 @@ impl StreamHub {
                 }
                 Phase::Ended { remove_at } if now >= remove_at => {
                     if let Some(ladder) = self.streams.remove(&name).and_then(|s| s.ladder) {
-                        self.stop_ladder(&name, ladder.generation);
+                        self.stop_ladder(&name, &ladder);
                     }
                     self.store.remove_stream(&name);
                     tracing::info!(stream = %name, "ended stream removed");

@@ -41,8 +41,12 @@ pub struct TranscodeConfig {
     pub encoder_threads: u32,
     /// Scaled pictures a rung may hold before it drops frames.
     pub queue_frames: usize,
-    /// Source units waiting for the worker before the hub drops new ones.
+    /// Source units waiting for a worker before the hub drops new ones.
     pub inbox_depth: usize,
+    /// Transcode workers (threads, one per transcode core of the plan); 0 = automatic: one on
+    /// boxes of up to 3 cores, half of the cores after the first from 4 cores up. Streams go
+    /// to the worker with the fewest ladders.
+    pub workers: usize,
 }
 
 impl Default for TranscodeConfig {
@@ -56,6 +60,7 @@ impl Default for TranscodeConfig {
             encoder_threads: ladder.encoder_threads,
             queue_frames: ladder.queue_frames,
             inbox_depth: 512,
+            workers: 0,
         }
     }
 }
@@ -163,20 +168,32 @@ const JOBS_PER_TURN: usize = 256;
 /// of video): below it every picture is encoded, above it the rungs drop frames.
 const BURST_UNITS: usize = 30;
 
-/// The channels between the hub and a new worker.
+/// The channels between the hub and `count` new workers: an inbox per worker, one event
+/// channel they all send into.
 pub(crate) fn channels(
     inbox_depth: usize,
-) -> (Sender<LadderJob>, Receiver<LadderEvent>, LadderWorker) {
-    let (jobs_tx, jobs) = crossbeam_channel::bounded(inbox_depth.max(16));
+    count: usize,
+) -> (
+    Vec<Sender<LadderJob>>,
+    Receiver<LadderEvent>,
+    Vec<LadderWorker>,
+) {
     let (events, events_rx) = crossbeam_channel::bounded(EVENT_QUEUE);
-    let worker = LadderWorker {
-        jobs,
-        events,
-        ladders: HashMap::new(),
-        dropped_events: 0,
-        epoch: Instant::now(),
-    };
-    (jobs_tx, events_rx, worker)
+    let epoch = Instant::now();
+    let (inboxes, workers) = (0..count.max(1))
+        .map(|_| {
+            let (jobs_tx, jobs) = crossbeam_channel::bounded(inbox_depth.max(16));
+            let worker = LadderWorker {
+                jobs,
+                events: events.clone(),
+                ladders: HashMap::new(),
+                dropped_events: 0,
+                epoch,
+            };
+            (jobs_tx, worker)
+        })
+        .unzip();
+    (inboxes, events_rx, workers)
 }
 
 struct Running {

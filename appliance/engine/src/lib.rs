@@ -12,6 +12,8 @@ pub mod ladder;
 pub mod plan;
 pub mod rtmp;
 pub mod rtsp;
+pub mod sources;
+pub mod srt;
 pub mod store;
 pub mod udp;
 
@@ -25,6 +27,8 @@ pub use ladder::TranscodeConfig;
 pub use plan::{CorePlan, Role};
 pub use rtmp::RtmpConfig;
 pub use rtsp::RtspSourceConfig;
+pub use sources::{SourceBoard, SourceHandle};
+pub use srt::{SrtConfig, SrtSourceConfig, SrtStreamConfig};
 pub use store::SegmentStore;
 pub use transcode::DemoConfig;
 pub use udp::UdpSourceConfig;
@@ -44,6 +48,8 @@ pub struct EngineConfig {
     pub demo: Option<DemoConfig>,
     /// Inputs the engine opens by itself (`[[source]]` in the config file).
     pub sources: Vec<SourceConfig>,
+    /// The SRT listener and its per-stream settings (docs/srt.md).
+    pub srt: SrtConfig,
 }
 
 /// One configured input (`[[source]]`), by the scheme of its URL.
@@ -54,6 +60,8 @@ pub enum SourceConfig {
     Udp(UdpSourceConfig),
     /// `rtsp://`: an RTSP camera, pulled.
     Rtsp(RtspSourceConfig),
+    /// `srt://`: a remote SRT listener, called.
+    Srt(SrtSourceConfig),
 }
 
 impl Default for EngineConfig {
@@ -66,6 +74,7 @@ impl Default for EngineConfig {
             hub: HubConfig::default(),
             demo: Some(DemoConfig::default()),
             sources: Vec::new(),
+            srt: SrtConfig::default(),
         }
     }
 }
@@ -102,15 +111,24 @@ pub struct Engine {
     pub hub: HubHandle,
     pub http_addr: SocketAddr,
     pub rtmp_addr: SocketAddr,
+    /// The SRT listener (UDP).
+    pub srt_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// Status and counters of every source (configured ones, SRT connections).
+    pub sources: SourceBoard,
     workers: Vec<DeliveryWorker>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Engine {
     /// Binds every port, then starts every thread on the core plan.
-    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
-        let plan = CorePlan::automatic(config.delivery_workers);
+    pub fn start(mut config: EngineConfig) -> Result<Engine, EngineError> {
+        let transcode = &config.hub.transcode;
+        let plan = CorePlan::automatic(
+            config.delivery_workers,
+            transcode.enabled.then_some(transcode.workers),
+        );
+        config.hub.transcode.workers = plan.transcode.len();
         tracing::info!(%plan, "core plan");
 
         let rtmp_listener = rtmp::bind(&config.rtmp).map_err(|source| EngineError::Bind {
@@ -137,8 +155,10 @@ impl Engine {
                 addr: config.api,
                 source,
             })?;
+        let sources = SourceBoard::new();
         let mut udp_sources = Vec::new();
         let mut rtsp_sources = Vec::new();
+        let mut srt_sources = Vec::new();
         for source in &config.sources {
             match source {
                 SourceConfig::Udp(udp_config) => {
@@ -147,10 +167,34 @@ impl Engine {
                         url: udp_config.url.clone(),
                         source,
                     })?;
-                    udp_sources.push((udp_config.clone(), socket));
+                    let handle = sources.register(
+                        "udp",
+                        &udp_config.name,
+                        &udp_config.name,
+                        &udp_config.url,
+                    );
+                    udp_sources.push((udp_config.clone(), socket, handle));
                 }
                 // Nothing to bind: cameras are connected to (and retried) once running.
-                SourceConfig::Rtsp(rtsp_config) => rtsp_sources.push(rtsp_config.clone()),
+                SourceConfig::Rtsp(rtsp_config) => {
+                    let handle = sources.register(
+                        "rtsp",
+                        &rtsp_config.name,
+                        &rtsp_config.name,
+                        &rtsp_config.redacted_url(),
+                    );
+                    rtsp_sources.push((rtsp_config.clone(), handle));
+                }
+                // Called out to (and retried) by the SRT thread.
+                SourceConfig::Srt(srt_config) => {
+                    let handle = sources.register(
+                        "srt",
+                        &srt_config.name,
+                        &srt_config.name,
+                        &srt_config.url,
+                    );
+                    srt_sources.push((srt_config.clone(), handle));
+                }
             }
         }
 
@@ -173,10 +217,17 @@ impl Engine {
 
         let (hub, mut stream_hub) = hub::hub(config.hub.clone(), store.clone());
         let mut threads = Vec::new();
-        if let Some(worker) = stream_hub.take_ladder_worker() {
+        for (index, (worker, core)) in stream_hub
+            .take_ladder_workers()
+            .into_iter()
+            .zip(&plan.transcode)
+            .enumerate()
+        {
             threads.push(
-                plan.spawn(Role::Transcode, "cc-transcode", move || worker.run())
-                    .map_err(|e| EngineError::Thread("transcode", e))?,
+                plan::spawn_pinned(&format!("cc-transcode-{index}"), *core, move || {
+                    worker.run()
+                })
+                .map_err(|e| EngineError::Thread("transcode", e))?,
             );
         }
         threads.push(
@@ -215,8 +266,24 @@ impl Engine {
                 .map_err(|e| EngineError::Thread("RTSP sources", e))?,
             );
         }
+        let srt = srt::start(
+            &plan,
+            config.srt.clone(),
+            srt_sources,
+            hub.clone(),
+            store.clone(),
+            sources.clone(),
+        )
+        .map_err(|(addr, source)| EngineError::Bind {
+            what: "SRT",
+            addr,
+            source,
+        })?;
+        threads.push(srt.thread);
+        let srt_addr = srt.listen;
         let api_hub = hub.clone();
         let api_store = store.clone();
+        let api_sources = sources.clone();
         let worker_stats: Vec<api::WorkerStats> = workers
             .iter()
             .zip(&plan.delivery)
@@ -228,7 +295,9 @@ impl Engine {
             .collect();
         threads.push(
             plan.spawn(Role::Control, "cc-control", move || {
-                if let Err(e) = api::run(api_listener, api_hub, api_store, worker_stats) {
+                if let Err(e) =
+                    api::run(api_listener, api_hub, api_store, worker_stats, api_sources)
+                {
                     tracing::error!(error = %e, "control API stopped");
                 }
             })
@@ -246,6 +315,7 @@ impl Engine {
         tracing::info!(
             http = %http_addr,
             rtmp = %rtmp_addr,
+            srt = %srt_addr,
             api = %api_addr,
             "corecast is serving: play http://{http_addr}/live/<stream>/index.m3u8, publish rtmp://{rtmp_addr}/{}/<stream>",
             config.rtmp.app
@@ -256,7 +326,9 @@ impl Engine {
             hub,
             http_addr,
             rtmp_addr,
+            srt_addr,
             api_addr,
+            sources,
             workers,
             threads,
         })

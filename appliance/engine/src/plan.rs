@@ -13,7 +13,8 @@ pub enum Role {
     Ingest,
     /// The stream hub: packaging and publishing into the segment store.
     Package,
-    /// Encoding: the demo source and the transcode worker (every stream's ladder).
+    /// Encoding: the demo source and the first transcode worker (further workers are
+    /// placed by [`CorePlan::transcode`]).
     Transcode,
     /// The control API.
     Control,
@@ -24,7 +25,8 @@ pub enum Role {
 pub struct CorePlan {
     pub ingest: Option<CoreId>,
     pub package: Option<CoreId>,
-    pub transcode: Option<CoreId>,
+    /// One transcode worker (thread) per entry; the demo source runs on the first.
+    pub transcode: Vec<Option<CoreId>>,
     pub control: Option<CoreId>,
     /// One delivery worker (thread + ring) per entry.
     pub delivery: Vec<Option<CoreId>>,
@@ -38,25 +40,65 @@ impl CorePlan {
     /// RLIMIT_NOFILE connections (shared/research/uring.md): two rings are what lets a 2-core
     /// box hold 30,000 viewers. Ingest, packaging and control are light and share core 0;
     /// transcoding moves to a core of its own from 3 cores up.
-    pub fn automatic(delivery_workers: Option<usize>) -> CorePlan {
+    ///
+    /// `transcode_workers`: `None` when transcoding is off (one transcode thread slot, for the
+    /// demo source); `Some(0)` for the automatic count (one up to 3 cores; from 4 cores, half
+    /// of the cores after core 0, which then belong to transcoding alone and leave delivery
+    /// the rest); `Some(n)` for exactly `n` workers.
+    pub fn automatic(
+        delivery_workers: Option<usize>,
+        transcode_workers: Option<usize>,
+    ) -> CorePlan {
         let cores = core_affinity::get_core_ids().unwrap_or_default();
-        Self::for_cores(&cores, delivery_workers)
+        Self::for_cores(&cores, delivery_workers, transcode_workers)
     }
 
     /// The plan for a given list of cores (separate from [`Self::automatic`] for tests).
-    pub fn for_cores(cores: &[CoreId], delivery_workers: Option<usize>) -> CorePlan {
+    pub fn for_cores(
+        cores: &[CoreId],
+        delivery_workers: Option<usize>,
+        transcode_workers: Option<usize>,
+    ) -> CorePlan {
         let at = |i: usize| cores.get(i).copied();
         let n = cores.len();
-        let (control, ingest, package, transcode) = match n {
-            0..=2 => (at(0), at(0), at(0), at(0)),
-            3 => (at(0), at(0), at(0), at(1)),
-            _ => (at(0), at(0), at(1), at(1)),
+        let workers = match transcode_workers {
+            None => 1,
+            Some(0) if n >= 4 => (n - 1) / 2,
+            Some(0) => 1,
+            Some(count) => count,
         };
+        // From 4 cores up, more than one worker gets cores of its own (at most all but one
+        // after core 0, so delivery keeps a core).
+        let own_cores = if n >= 4 && workers > 1 {
+            workers.min(n - 2)
+        } else {
+            0
+        };
+        let (control, ingest, package) = match n {
+            0..=3 => (at(0), at(0), at(0)),
+            _ if own_cores > 0 => (at(0), at(0), at(0)),
+            _ => (at(0), at(0), at(1)),
+        };
+        let transcode_cores: Vec<Option<CoreId>> = match n {
+            0 => vec![None],
+            1 | 2 => cores.iter().copied().map(Some).collect(),
+            3 => vec![at(1)],
+            _ if own_cores > 0 => cores[1..1 + own_cores].iter().copied().map(Some).collect(),
+            _ => vec![at(1)],
+        };
+        // Up to 2 cores a single worker shares core 0 with ingest and packaging.
+        let transcode: Vec<Option<CoreId>> = (0..workers)
+            .map(|i| transcode_cores[i % transcode_cores.len()])
+            .collect();
         let delivery_cores: Vec<Option<CoreId>> = match n {
             0 => vec![None],
             1 | 2 => cores.iter().copied().map(Some).collect(),
             3 => vec![at(1), at(2)],
-            _ => cores[2..].iter().copied().map(Some).collect(),
+            _ => cores[2 + own_cores.saturating_sub(1)..]
+                .iter()
+                .copied()
+                .map(Some)
+                .collect(),
         };
         let delivery = match delivery_workers {
             Some(count) if count > 0 => (0..count)
@@ -77,7 +119,7 @@ impl CorePlan {
         match role {
             Role::Ingest => self.ingest,
             Role::Package => self.package,
-            Role::Transcode => self.transcode,
+            Role::Transcode => self.transcode.first().copied().flatten(),
             Role::Control => self.control,
         }
     }
@@ -125,12 +167,13 @@ fn core_name(core: Option<CoreId>) -> String {
 impl fmt::Display for CorePlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let delivery: Vec<String> = self.delivery.iter().map(|c| core_name(*c)).collect();
+        let transcode: Vec<String> = self.transcode.iter().map(|c| core_name(*c)).collect();
         write!(
             f,
-            "ingest=core {} package=core {} transcode=core {} control=core {} delivery=cores [{}]",
+            "ingest=core {} package=core {} transcode=cores [{}] control=core {} delivery=cores [{}]",
             core_name(self.ingest),
             core_name(self.package),
-            core_name(self.transcode),
+            transcode.join(", "),
             core_name(self.control),
             delivery.join(", ")
         )
@@ -147,33 +190,67 @@ mod tests {
 
     #[test]
     fn two_cores_deliver_on_both_and_share_core_zero() {
-        let plan = CorePlan::for_cores(&cores(2), None);
+        let plan = CorePlan::for_cores(&cores(2), None, None);
         assert_eq!(
             plan.delivery,
             vec![Some(CoreId { id: 0 }), Some(CoreId { id: 1 })]
         );
         assert_eq!(plan.ingest, Some(CoreId { id: 0 }));
-        assert_eq!(plan.transcode, Some(CoreId { id: 0 }));
+        assert_eq!(plan.transcode, vec![Some(CoreId { id: 0 })]);
     }
 
     #[test]
     fn eight_cores_keep_delivery_apart() {
-        let plan = CorePlan::for_cores(&cores(8), None);
+        let plan = CorePlan::for_cores(&cores(8), None, None);
         assert_eq!(plan.delivery.len(), 6);
         assert!(!plan.delivery.contains(&Some(CoreId { id: 0 })));
-        assert_eq!(plan.transcode, Some(CoreId { id: 1 }));
+        assert_eq!(plan.transcode, vec![Some(CoreId { id: 1 })]);
+    }
+
+    fn ids(list: &[Option<CoreId>]) -> Vec<usize> {
+        list.iter().map(|c| c.map_or(99, |c| c.id)).collect()
+    }
+
+    #[test]
+    fn transcoding_gets_half_the_cores_after_core_zero_from_four_up() {
+        let plan = CorePlan::for_cores(&cores(8), None, Some(0));
+        assert_eq!(ids(&plan.transcode), vec![1, 2, 3]);
+        assert_eq!(ids(&plan.delivery), vec![4, 5, 6, 7]);
+        assert_eq!(plan.package, Some(CoreId { id: 0 }));
+        let plan = CorePlan::for_cores(&cores(16), None, Some(0));
+        assert_eq!(plan.transcode.len(), 7);
+        assert_eq!(ids(&plan.delivery), (8..16).collect::<Vec<_>>());
+        // Every core has exactly one of the heavy roles.
+        let plan = CorePlan::for_cores(&cores(4), None, Some(0));
+        assert_eq!(
+            (ids(&plan.transcode), ids(&plan.delivery)),
+            (vec![1], vec![2, 3])
+        );
+    }
+
+    #[test]
+    fn asked_for_workers_keep_one_delivery_core_and_share_small_boxes() {
+        let plan = CorePlan::for_cores(&cores(4), None, Some(5));
+        assert_eq!(ids(&plan.transcode), vec![1, 2, 1, 2, 1]);
+        assert_eq!(ids(&plan.delivery), vec![3]);
+        let plan = CorePlan::for_cores(&cores(2), None, Some(2));
+        assert_eq!(ids(&plan.transcode), vec![0, 1]);
+        assert_eq!(ids(&plan.delivery), vec![0, 1]);
+        let plan = CorePlan::for_cores(&cores(2), None, Some(0));
+        assert_eq!(ids(&plan.transcode), vec![0]);
+        assert!(plan.to_string().contains("transcode=cores [0]"), "{plan}");
     }
 
     #[test]
     fn worker_count_override_wraps_over_delivery_cores() {
-        let plan = CorePlan::for_cores(&cores(2), Some(3));
+        let plan = CorePlan::for_cores(&cores(2), Some(3), None);
         let ids: Vec<usize> = plan
             .delivery
             .iter()
             .map(|c| c.map_or(99, |c| c.id))
             .collect();
         assert_eq!(ids, vec![0, 1, 0]);
-        let unknown = CorePlan::for_cores(&[], None);
+        let unknown = CorePlan::for_cores(&[], None, None);
         assert_eq!(unknown.delivery, vec![None]);
         assert!(unknown.to_string().contains("delivery=cores [any]"));
     }

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::time::{Duration, Instant};
 
 use ingest::rtmp::{PublishRejection, RtmpEvent, RtmpSession};
-use media::{AacConfig, AvcConfig, TrackKind};
+use media::{AacConfig, TrackConfig, TrackKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -85,7 +85,7 @@ struct Connection {
     hub: HubHandle,
     session: RtmpSession,
     claim: Option<PublisherClaim>,
-    video: Option<AvcConfig>,
+    video: Option<TrackConfig>,
     audio: Option<AacConfig>,
     out: Vec<u8>,
     close_after_flush: bool,
@@ -176,7 +176,7 @@ impl Connection {
                 if !claim.is_started() {
                     // The stream starts with the tracks whose parameters came before the first
                     // media: encoders send both sequence headers first.
-                    claim.start(self.video.clone(), self.audio.clone());
+                    claim.start_tracks(self.video.clone(), self.audio.clone());
                 }
                 let has_track = match unit.kind() {
                     TrackKind::Video => self.video.is_some(),
@@ -233,7 +233,7 @@ impl Connection {
         };
         if changed && claim.is_started() {
             tracing::info!(peer = %self.peer, stream = claim.stream(), track = ?kind, "track parameters changed mid-stream");
-            claim.start(self.video.clone(), self.audio.clone());
+            claim.start_tracks(self.video.clone(), self.audio.clone());
         }
     }
 }

@@ -18,16 +18,22 @@
 //! source goes silent. No datagram for `timeout` ends the publisher (the hub's grace period
 //! then waits for it); the next datagram starts over. A name that is live already (an RTMP
 //! publisher using it) is logged and tried again every [`CLAIM_RETRY`].
+//!
+//! Each source reports to its [`SourceHandle`]: `connecting` while it waits for a feed, `live`,
+//! `down` after a silence; datagrams, bytes and access units on lock-free counters, and the
+//! demuxer's error counts (`ts_sync_loss`, `ts_continuity`, `pes_error`, …) as deltas after
+//! each datagram that added any.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use ingest::ts::{TsCounters, TsDemuxer, TsEvent, stream_type_name};
-use media::{AacConfig, AccessUnit, AvcConfig, TrackKind};
+use media::{AacConfig, AccessUnit, TrackConfig, TrackKind};
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
 use crate::hub::{HubHandle, PublisherClaim};
+use crate::sources::{SourceHandle, SourceState};
 
 /// How long a source waits for a track the PMT announced before going live without it.
 pub const STARTUP_WAIT: Duration = Duration::from_secs(3);
@@ -195,7 +201,7 @@ fn interface_index(name: &str) -> std::io::Result<u32> {
 
 /// Runs every UDP source until the process ends. Runs on the calling thread.
 pub fn run(
-    sources: Vec<(UdpSourceConfig, std::net::UdpSocket)>,
+    sources: Vec<(UdpSourceConfig, std::net::UdpSocket, SourceHandle)>,
     hub: HubHandle,
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -205,11 +211,11 @@ pub fn run(
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let mut tasks = Vec::new();
-        for (config, socket) in sources {
+        for (config, socket, board) in sources {
             let socket = tokio::net::UdpSocket::from_std(socket)?;
             let hub = hub.clone();
             tasks.push(tokio::task::spawn_local(async move {
-                UdpSource::new(config, hub).serve(socket).await
+                UdpSource::new(config, hub, board).serve(socket).await
             }));
         }
         for task in tasks {
@@ -223,13 +229,14 @@ pub fn run(
 struct UdpSource {
     config: UdpSourceConfig,
     hub: HubHandle,
+    board: SourceHandle,
     demuxer: TsDemuxer,
     /// The address followed while the source is receiving.
     sender: Option<SocketAddr>,
     /// Tracks the PMT announced.
     expect_video: bool,
     expect_audio: bool,
-    video: Option<AvcConfig>,
+    video: Option<TrackConfig>,
     audio: Option<AacConfig>,
     first_config_at: Option<Instant>,
     claim: Option<PublisherClaim>,
@@ -238,16 +245,19 @@ struct UdpSource {
     held: VecDeque<AccessUnit>,
     /// Counters as of the last error log line.
     logged: TsCounters,
+    /// Counters as last added to the board.
+    published: TsCounters,
     last_error_log: Option<Instant>,
     foreign_datagrams: u64,
     unsupported_logged: Vec<(u16, u8)>,
 }
 
 impl UdpSource {
-    fn new(config: UdpSourceConfig, hub: HubHandle) -> Self {
+    fn new(config: UdpSourceConfig, hub: HubHandle, board: SourceHandle) -> Self {
         UdpSource {
             config,
             hub,
+            board,
             demuxer: TsDemuxer::new(),
             sender: None,
             expect_video: false,
@@ -259,6 +269,7 @@ impl UdpSource {
             next_claim_attempt: None,
             held: VecDeque::new(),
             logged: TsCounters::default(),
+            published: TsCounters::default(),
             last_error_log: None,
             foreign_datagrams: 0,
             unsupported_logged: Vec::new(),
@@ -294,9 +305,16 @@ impl UdpSource {
 
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         match self.sender {
-            None => self.sender = Some(from),
+            None => {
+                self.sender = Some(from);
+                if self.board.state() == SourceState::Down {
+                    self.board.count_reconnect();
+                }
+                self.board.set_connecting();
+            }
             Some(sender) if sender != from => {
                 self.foreign_datagrams += 1;
+                self.board.count_error("udp_foreign_sender", 1);
                 if self.foreign_datagrams.is_power_of_two() {
                     tracing::warn!(source = %self.config.name, %from, following = %sender, dropped = self.foreign_datagrams, "UDP source: datagrams from a second sender dropped");
                 }
@@ -304,11 +322,53 @@ impl UdpSource {
             }
             Some(_) => {}
         }
+        self.board.count_input(1, data.len() as u64);
         self.demuxer.handle_bytes(data);
         while let Some(event) = self.demuxer.poll_event() {
             self.handle_event(now, event);
         }
+        self.publish_errors();
         self.report_errors(now);
+    }
+
+    /// Adds the demuxer's new error counts to the board (one lock, only when there are some).
+    fn publish_errors(&mut self) {
+        let now = *self.demuxer.counters();
+        let then = self.published;
+        let dropped = |c: &TsCounters| c.errors() + c.duplicate_packets + c.scrambled_packets;
+        if dropped(&now) == dropped(&then) {
+            return;
+        }
+        for (kind, delta) in [
+            ("ts_sync_loss", now.sync_losses - then.sync_losses),
+            (
+                "ts_transport_error",
+                now.transport_errors - then.transport_errors,
+            ),
+            (
+                "ts_malformed_packet",
+                now.malformed_packets - then.malformed_packets,
+            ),
+            (
+                "ts_continuity",
+                now.continuity_errors - then.continuity_errors,
+            ),
+            (
+                "ts_duplicate",
+                now.duplicate_packets - then.duplicate_packets,
+            ),
+            (
+                "ts_scrambled",
+                now.scrambled_packets - then.scrambled_packets,
+            ),
+            ("ts_bad_section", now.bad_sections - then.bad_sections),
+            ("pes_error", now.bad_pes - then.bad_pes),
+            ("bad_video", now.bad_video - then.bad_video),
+            ("bad_audio", now.bad_audio - then.bad_audio),
+        ] {
+            self.board.count_error(kind, delta);
+        }
+        self.published = now;
     }
 
     fn handle_event(&mut self, now: Instant, event: TsEvent) {
@@ -318,7 +378,12 @@ impl UdpSource {
                 self.expect_audio = program.audio_pid.is_some();
                 tracing::debug!(source = %self.config.name, ?program, "program map");
             }
-            TsEvent::VideoConfig(config) => {
+            TsEvent::VideoConfig(_) | TsEvent::HevcConfig(_) => {
+                let config = match event {
+                    TsEvent::HevcConfig(hevc) => TrackConfig::Hevc(hevc),
+                    TsEvent::VideoConfig(avc) => TrackConfig::Avc(avc),
+                    _ => return,
+                };
                 let changed = self.video.as_ref() != Some(&config);
                 self.video = Some(config);
                 self.first_config_at.get_or_insert(now);
@@ -379,6 +444,7 @@ impl UdpSource {
             && has_track
         {
             claim.send_unit(unit);
+            self.board.count_access_units(1);
         }
     }
 
@@ -418,12 +484,16 @@ impl UdpSource {
         let Some(claim) = self.claim.as_mut() else {
             return false;
         };
-        claim.start(self.video.clone(), self.audio.clone());
+        claim.start_tracks(self.video.clone(), self.audio.clone());
+        self.board.set_live();
         tracing::info!(
             source = %self.config.name,
             url = %self.config.url,
             from = ?self.sender,
-            video = self.video.as_ref().map(|v| format!("{} {}x{}", v.codec_string(), v.width, v.height)),
+            video = self.video.as_ref().map(|v| {
+                let (width, height) = v.video_size().unwrap_or_default();
+                format!("{} {width}x{height}", v.codec_string())
+            }),
             audio = self.audio.as_ref().map(|a| format!("{} {} Hz {} ch", a.codec_string(), a.sample_rate, a.channels)),
             "UDP source live"
         );
@@ -437,7 +507,7 @@ impl UdpSource {
         };
         if changed && claim.is_started() {
             tracing::info!(source = %self.config.name, track = ?kind, "track parameters changed mid-stream");
-            claim.start(self.video.clone(), self.audio.clone());
+            claim.start_tracks(self.video.clone(), self.audio.clone());
         }
     }
 
@@ -449,6 +519,7 @@ impl UdpSource {
         while let Some(event) = self.demuxer.poll_event() {
             self.handle_event(now, event);
         }
+        self.publish_errors();
         self.report_errors(now);
         let was_live = self.claim.is_some();
         let reason = format!("no datagram for {} s", self.config.timeout.as_secs_f32());
@@ -464,9 +535,10 @@ impl UdpSource {
             errors = counters.errors(),
             "UDP source silent: {reason}"
         );
-        let (config, hub) = (self.config.clone(), self.hub.clone());
+        self.board.set_down(&reason);
+        let (config, hub, board) = (self.config.clone(), self.hub.clone(), self.board.clone());
         let foreign = self.foreign_datagrams;
-        *self = UdpSource::new(config, hub);
+        *self = UdpSource::new(config, hub, board);
         self.foreign_datagrams = foreign;
     }
 

@@ -4,4 +4,5 @@
 #![forbid(unsafe_code)]
 
 pub mod rtmp;
+pub mod srt;
 pub mod ts;

@@ -2,24 +2,36 @@
 //!
 //! An [`AccessUnit`] is one encoded frame of one track. Video timestamps are on a 90 kHz clock;
 //! audio timestamps are on the track's sample rate (converted once, at ingest), so AAC frames of
-//! 1024 samples have exact integer durations. Video payloads are length-prefixed NAL units with
-//! 4-byte lengths (the `avc1` sample format of ISO/IEC 14496-15), parameter sets travel in the
-//! track's [`TrackConfig`], not in the samples. AAC payloads are raw frames (no ADTS header).
+//! 1024 samples have exact integer durations. Payloads are the ISO-BMFF sample formats, so the
+//! packager writes them into `mdat` unchanged:
+//!
+//! - H.264 and HEVC: NAL units, each behind a 4-byte big-endian length (the `avc1` / `hvc1`
+//!   sample format of ISO/IEC 14496-15 §5.3.4.2 and §8.3.4). Parameter sets travel in the
+//!   track's [`TrackConfig`], not in the samples (an in-band repeat is harmless).
+//! - AV1: the OBUs of one temporal unit in the low-overhead bitstream format (every OBU with
+//!   `obu_has_size_field = 1`), WITHOUT temporal delimiter OBUs (AV1-ISOBMFF §2.4). The
+//!   sequence header OBU travels in [`Av1Config`]; a keyframe may repeat it in band.
+//! - AAC: raw frames (no ADTS header).
 //!
 //! Nothing here does I/O or reads a clock.
 #![forbid(unsafe_code)]
 
 pub mod aac;
 pub mod annex_b;
+pub mod av1;
 pub mod avc;
+mod bits;
 pub mod crc;
 pub mod encode;
+pub mod hevc;
 
 use bytes::Bytes;
 
 pub use aac::AacConfig;
+pub use av1::Av1Config;
 pub use avc::AvcConfig;
 pub use crc::crc32_mpeg2;
+pub use hevc::HevcConfig;
 
 /// The clock of every video track: 90 kHz, as in MPEG-TS and RTP.
 pub const VIDEO_TIMESCALE: u32 = 90_000;
@@ -34,6 +46,16 @@ pub enum MediaError {
     Sps(String),
     #[error("AAC AudioSpecificConfig {bytes:02x?}: {reason}")]
     AudioSpecificConfig { bytes: Vec<u8>, reason: String },
+    #[error("HEVC decoder configuration record: {0}")]
+    HevcRecord(String),
+    #[error("H.265 {what}: {reason}")]
+    HevcParameterSet { what: &'static str, reason: String },
+    #[error("AV1 codec configuration record: {0}")]
+    Av1Record(String),
+    #[error("AV1 sequence header OBU: {0}")]
+    Av1SequenceHeader(String),
+    #[error("AV1 OBU stream at offset {offset}: {reason}")]
+    Av1Obu { offset: usize, reason: String },
 }
 
 /// Which kind of track a unit or config belongs to. A stream has at most one of each at the
@@ -49,13 +71,16 @@ pub enum TrackKind {
 #[non_exhaustive]
 pub enum Codec {
     H264,
+    /// HEVC / H.265.
+    H265,
+    Av1,
     Aac,
 }
 
 impl Codec {
     pub fn kind(self) -> TrackKind {
         match self {
-            Codec::H264 => TrackKind::Video,
+            Codec::H264 | Codec::H265 | Codec::Av1 => TrackKind::Video,
             Codec::Aac => TrackKind::Audio,
         }
     }
@@ -70,7 +95,8 @@ pub struct AccessUnit {
     /// Decode time in the same timescale; equal to `pts` for audio and for video without
     /// B-frames, never greater than `pts`.
     pub dts: i64,
-    /// A sync sample: an IDR picture for H.264, every AAC frame.
+    /// A sync sample: an IDR picture for H.264, an IRAP picture for HEVC, a temporal unit
+    /// starting with a key frame (and its sequence header) for AV1, every AAC frame.
     pub keyframe: bool,
     /// See the crate docs for the payload format of each codec.
     pub payload: Bytes,
@@ -87,6 +113,8 @@ impl AccessUnit {
 #[non_exhaustive]
 pub enum TrackConfig {
     Avc(AvcConfig),
+    Hevc(HevcConfig),
+    Av1(Av1Config),
     Aac(AacConfig),
 }
 
@@ -98,14 +126,36 @@ impl TrackConfig {
     pub fn codec(&self) -> Codec {
         match self {
             TrackConfig::Avc(_) => Codec::H264,
+            TrackConfig::Hevc(_) => Codec::H265,
+            TrackConfig::Av1(_) => Codec::Av1,
             TrackConfig::Aac(_) => Codec::Aac,
+        }
+    }
+
+    /// Display size in pixels of a video track; `None` for audio.
+    pub fn video_size(&self) -> Option<(u32, u32)> {
+        match self {
+            TrackConfig::Avc(avc) => Some((avc.width, avc.height)),
+            TrackConfig::Hevc(hevc) => Some((hevc.width, hevc.height)),
+            TrackConfig::Av1(av1) => Some((av1.width, av1.height)),
+            TrackConfig::Aac(_) => None,
+        }
+    }
+
+    /// Frames per second of a video track as (numerator, denominator), when its parameter
+    /// sets carry timing (H.264 / HEVC VUI); `None` for AV1 and audio.
+    pub fn frame_rate(&self) -> Option<(u32, u32)> {
+        match self {
+            TrackConfig::Avc(avc) => avc.frame_rate,
+            TrackConfig::Hevc(hevc) => hevc.frame_rate,
+            _ => None,
         }
     }
 
     /// Ticks per second of this track's timestamps.
     pub fn timescale(&self) -> u32 {
         match self {
-            TrackConfig::Avc(_) => VIDEO_TIMESCALE,
+            TrackConfig::Avc(_) | TrackConfig::Hevc(_) | TrackConfig::Av1(_) => VIDEO_TIMESCALE,
             TrackConfig::Aac(aac) => aac.sample_rate,
         }
     }
@@ -114,6 +164,8 @@ impl TrackConfig {
     pub fn codec_string(&self) -> String {
         match self {
             TrackConfig::Avc(avc) => avc.codec_string(),
+            TrackConfig::Hevc(hevc) => hevc.codec_string(),
+            TrackConfig::Av1(av1) => av1.codec_string(),
             TrackConfig::Aac(aac) => aac.codec_string(),
         }
     }

@@ -8,7 +8,8 @@
 //!   `maxSegmentDuration`; static adds `mediaPresentationDuration`.
 //! - One `Period` per publisher session (§5.3.2): a returning publisher starts a new Period at its
 //!   place on the timeline, which is how dash.js expects a discontinuity.
-//! - Per Period, one video and one audio `AdaptationSet` (CMAF: one track per file), each with
+//! - Per Period, one video `AdaptationSet` per codec family (`avc1`, `av01`: players switch
+//!   only within a set and not across codecs) and one audio one (CMAF: one track per file), each with
 //!   a `SegmentTemplate` (§5.3.9.4) using `$RepresentationID$` and `$Number$`, and a
 //!   `SegmentTimeline` (§5.3.9.6) with exact durations, run-length coded with `@r`. The video
 //!   AdaptationSet has one `Representation` per video rendition (the source and each
@@ -172,31 +173,64 @@ fn render_period(out: &mut String, period: &Period) {
         duration_ticks_90k(period.start_ticks)
     );
     if let Some(video) = &period.video {
-        out.push_str(
-            "    <AdaptationSet id=\"0\" contentType=\"video\" mimeType=\"video/mp4\" \
-             segmentAlignment=\"true\" startWithSAP=\"1\">\n",
-        );
-        render_template(out, &video.timeline);
+        // One AdaptationSet per codec family (`avc1`, `hvc1`, `av01`, ...): players switch
+        // Representations only within a set, and cannot switch codecs mid-stream (§5.3.3.1:
+        // Representations of a set are perceptually equivalent and seamlessly switchable).
+        // The first set keeps id 0; further ones take ids from 2 on (1 is audio's).
+        let mut families: Vec<&str> = Vec::new();
         for representation in &video.representations {
-            let (num, den) = representation.frame_rate;
-            let frame_rate = if den == 1 {
-                num.to_string()
-            } else {
-                format!("{num}/{den}")
-            };
-            let _ = writeln!(
-                out,
-                "      <Representation id=\"{}\" codecs=\"{}\" width=\"{}\" \
-                 height=\"{}\" frameRate=\"{frame_rate}\" sar=\"1:1\" bandwidth=\"{}\"/>",
-                escape(&representation.id),
-                escape(&representation.codecs),
-                representation.width,
-                representation.height,
-                representation.bandwidth
-            );
+            let family = codec_family(&representation.codecs);
+            if !families.contains(&family) {
+                families.push(family);
+            }
         }
-        out.push_str("    </AdaptationSet>\n");
+        for (index, family) in families.iter().enumerate() {
+            let id = if index == 0 { 0 } else { index + 1 };
+            render_video_set(out, video, id, family);
+        }
     }
+    render_audio_set(out, period);
+    out.push_str("  </Period>\n");
+}
+
+/// The video AdaptationSet `id` with the Representations whose codecs are of `family`.
+fn render_video_set(out: &mut String, video: &VideoAdaptationSet, id: usize, family: &str) {
+    let _ = writeln!(
+        out,
+        "    <AdaptationSet id=\"{id}\" contentType=\"video\" mimeType=\"video/mp4\" \
+         segmentAlignment=\"true\" startWithSAP=\"1\">"
+    );
+    render_template(out, &video.timeline);
+    for representation in &video.representations {
+        if codec_family(&representation.codecs) != family {
+            continue;
+        }
+        let (num, den) = representation.frame_rate;
+        let frame_rate = if den == 1 {
+            num.to_string()
+        } else {
+            format!("{num}/{den}")
+        };
+        let _ = writeln!(
+            out,
+            "      <Representation id=\"{}\" codecs=\"{}\" width=\"{}\" \
+             height=\"{}\" frameRate=\"{frame_rate}\" sar=\"1:1\" bandwidth=\"{}\"/>",
+            escape(&representation.id),
+            escape(&representation.codecs),
+            representation.width,
+            representation.height,
+            representation.bandwidth
+        );
+    }
+    out.push_str("    </AdaptationSet>\n");
+}
+
+/// The sample entry of an RFC 6381 codecs string (`av01` of `av01.0.04M.08`).
+fn codec_family(codecs: &str) -> &str {
+    codecs.split('.').next().unwrap_or(codecs)
+}
+
+fn render_audio_set(out: &mut String, period: &Period) {
     if let Some(audio) = &period.audio {
         out.push_str(
             "    <AdaptationSet id=\"1\" contentType=\"audio\" mimeType=\"audio/mp4\" \
@@ -220,7 +254,6 @@ fn render_period(out: &mut String, period: &Period) {
         );
         out.push_str("    </AdaptationSet>\n");
     }
-    out.push_str("  </Period>\n");
 }
 
 fn render_template(out: &mut String, timeline: &SegmentTimeline) {
@@ -386,6 +419,57 @@ mod tests {
 </MPD>
 "#;
         assert_eq!(render_mpd(&mpd), expected);
+    }
+
+    #[test]
+    fn each_video_codec_gets_its_own_adaptation_set() {
+        let representation = |id: &str, codecs: &str| VideoRepresentation {
+            id: id.into(),
+            codecs: codecs.into(),
+            width: 320,
+            height: 180,
+            frame_rate: (30, 1),
+            bandwidth: 300_000,
+        };
+        let mpd = Mpd {
+            kind: MpdKind::Static {
+                duration_ticks: 180_000,
+            },
+            availability_start_ms: 0,
+            publish_time_ms: 2000,
+            min_buffer_time_ms: 2000,
+            max_segment_duration_ms: 2000,
+            periods: vec![Period {
+                id: "0".into(),
+                start_ticks: 0,
+                video: Some(VideoAdaptationSet {
+                    representations: vec![
+                        representation("source", "avc1.64001f"),
+                        representation("180p-av1", "av01.0.01M.08"),
+                        representation("180p", "avc1.64000d"),
+                    ],
+                    timeline: timeline(90_000, vec![(0, 180_000)]),
+                }),
+                audio: None,
+            }],
+        };
+        let text = render_mpd(&mpd);
+        let sets: Vec<&str> = text.split("<AdaptationSet").skip(1).collect();
+        assert_eq!(sets.len(), 2, "{text}");
+        assert!(
+            sets[0].starts_with(" id=\"0\" contentType=\"video\""),
+            "{text}"
+        );
+        assert_eq!(sets[0].matches("codecs=\"avc1.").count(), 2, "{text}");
+        assert!(!sets[0].contains("av01"), "{text}");
+        assert!(
+            sets[1].starts_with(" id=\"2\" contentType=\"video\""),
+            "{text}"
+        );
+        assert!(sets[1].contains("<Representation id=\"180p-av1\" codecs=\"av01.0.01M.08\""));
+        assert!(!sets[1].contains("avc1"), "{text}");
+        // Both sets carry the shared timeline.
+        assert_eq!(text.matches("<SegmentTimeline>").count(), 2, "{text}");
     }
 
     #[test]

@@ -12,9 +12,9 @@
 use std::time::{Duration, Instant};
 
 use corecast_transcode::{Ladder, LadderConfig, rung_size};
-use libav::{H264Decoder, H264DecoderSettings, Scaler};
+use libav::{Scaler, VideoDecoder, VideoDecoderSettings};
 use media::encode::VideoEncoder;
-use media::{AccessUnit, AvcConfig};
+use media::{AccessUnit, AvcConfig, TrackConfig};
 use testmedia::{TempDir, TestSource};
 use x264::{X264Encoder, X264Preset, X264Settings};
 
@@ -90,7 +90,11 @@ fn main() {
             })
         })
         .collect();
-    let mut decoder = H264Decoder::new(&config, H264DecoderSettings::default()).unwrap();
+    let mut decoder = VideoDecoder::new(
+        &TrackConfig::Avc(config.clone()),
+        VideoDecoderSettings::default(),
+    )
+    .unwrap();
     let mut decode = Duration::ZERO;
     for unit in &units {
         let begun = Instant::now();
@@ -136,7 +140,7 @@ fn main() {
     }
 
     // The whole ladder, end to end on this thread.
-    let mut ladder = Ladder::new(ladder_config, &config).unwrap();
+    let mut ladder = Ladder::new(ladder_config, &TrackConfig::Avc(config.clone())).unwrap();
     let begun = Instant::now();
     for unit in &units {
         ladder.handle_unit(unit).unwrap();

@@ -1,6 +1,7 @@
 //! The transcode ladder of one stream: decode the source once, scale it per rung, encode each
-//! rung with x264 or NVENC (falling back to x264 by the rung's rule), with an IDR in every rung at exactly the pts where the packager cuts the
-//! source (passthrough) rendition. docs/transcode.md explains the rules and the numbers.
+//! rung with x264 or NVENC (falling back to x264 by the rung's rule), or with rav1e or SVT-AV1
+//! for an AV1 rung, with an IDR (AV1: a key frame) in every rung at exactly the pts where the
+//! packager cuts the source (passthrough) rendition. docs/transcode.md explains the rules and the numbers.
 //!
 //! Run-loop contract (sans-IO: the ladder reads no clock; `now` is any monotonic time the
 //! caller keeps, used only for the encode-rate figures):
@@ -19,7 +20,7 @@
 //! that comes out takes its IDR (counted as `misaligned_boundaries`).
 //!
 //! The engine runs ladders on its transcode thread (engine::ladder). Not done here: rebuilding
-//! on a resolution change mid-stream (it is an error today), HEVC input, AV1 rungs, audio.
+//! on a resolution change mid-stream (it is an error today), audio.
 
 pub mod config;
 pub mod queue;
@@ -29,16 +30,20 @@ pub mod segment_clock;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use libav::{H264Decoder, H264DecoderSettings, I420Picture, LibavError, Scaler};
+use corecast_rav1e::Rav1eError;
+use libav::{I420Picture, LibavError, Scaler, VideoDecoder, VideoDecoderSettings};
 use media::encode::RawVideoFrame;
-use media::{AccessUnit, AvcConfig, Codec, VIDEO_TIMESCALE, rescale};
+use media::{AccessUnit, AvcConfig, Codec, TrackConfig, VIDEO_TIMESCALE, rescale};
 use nvenc::NvencError;
 use rung_encoder::RungVideoEncoder;
 use x264::{X264Error, X264Settings};
 
-pub use config::{GpuFallback, LadderConfig, RungConfig, RungEncoder, rung_size};
+pub use config::{
+    DEFAULT_AV1_ENCODER, DEFAULT_RAV1E_SPEED, DEFAULT_SVT_AV1_PRESET, GpuFallback, LadderConfig,
+    RungCodec, RungConfig, RungEncoder, rung_size,
+};
 pub use queue::{FrameQueue, Reservation};
-pub use rung_encoder::nvenc_settings;
+pub use rung_encoder::{nvenc_settings, rav1e_settings, svt_av1_settings};
 pub use segment_clock::{SegmentClock, UnitPlace};
 
 /// Errors of the ladder. A corrupt source unit is not one of them: it is skipped and counted.
@@ -58,12 +63,16 @@ pub enum LadderError {
     Encoder { rung: String, source: X264Error },
     #[error("rung {rung}: nvenc: {source}")]
     Nvenc { rung: String, source: NvencError },
+    #[error("rung {rung}: rav1e: {source}")]
+    Rav1e { rung: String, source: Rav1eError },
+    #[error("rung {rung}: SVT-AV1: {source}")]
+    SvtAv1 { rung: String, source: LibavError },
     /// A rung with `encoder = "nvenc"` and `fallback = "fail"` where NVENC cannot be used.
     #[error(
         "rung {rung} asks for NVENC with fallback = \"fail\", and NVENC is unavailable: {reason}"
     )]
     GpuUnavailable { rung: String, reason: String },
-    #[error("the ladder takes H.264 video units, got {0:?}")]
+    #[error("the ladder takes H.264 or HEVC video of the codec it was built for, got {0:?}")]
     WrongCodec(Codec),
     #[error("source picture is {}x{}, the ladder was built for {}x{}", got.0, got.1, expected.0, expected.1)]
     SourceSizeChanged {
@@ -78,7 +87,7 @@ pub enum LadderError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RungId(pub usize);
 
-/// What a rung is, once built.
+/// What an H.264 rung is, once built ([`Ladder::rungs`]).
 #[derive(Clone, Copy, Debug)]
 pub struct RungInfo<'a> {
     pub id: RungId,
@@ -87,6 +96,22 @@ pub struct RungInfo<'a> {
     pub height: u32,
     /// The rung's parameter sets, for its init segment and CODECS string.
     pub avc: &'a AvcConfig,
+    /// The encoder that runs the rung: x264 for an NVENC rung that fell back.
+    pub encoder: RungEncoder,
+    /// Why an NVENC rung runs on x264 (`fallback = "cpu"`), if it does.
+    pub fallback_reason: Option<&'a str>,
+}
+
+/// What a rung of any codec is, once built ([`Ladder::rung_tracks`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RungTrack<'a> {
+    pub id: RungId,
+    pub config: &'a RungConfig,
+    pub width: u32,
+    pub height: u32,
+    /// The rung's codec parameters (`avcC` or `av1C` source), for its init segment and CODECS
+    /// string.
+    pub track: &'a TrackConfig,
     /// The encoder that runs the rung: x264 for an NVENC rung that fell back.
     pub encoder: RungEncoder,
     /// Why an NVENC rung runs on x264 (`fallback = "cpu"`), if it does.
@@ -129,6 +154,8 @@ struct Rung {
     size: (u32, u32),
     scaler: Scaler,
     encoder: RungVideoEncoder,
+    /// The encoder's codec parameters, fixed at open.
+    track: TrackConfig,
     fallback_reason: Option<String>,
     queue: FrameQueue<I420Picture>,
     /// pts of pictures submitted as IDRs whose units have not come out yet.
@@ -143,7 +170,9 @@ struct Rung {
 pub struct Ladder {
     config: LadderConfig,
     source_size: (u32, u32),
-    decoder: H264Decoder,
+    decoder: VideoDecoder,
+    /// The source track's codec (H.264 or HEVC): units of another codec are refused.
+    source_codec: Codec,
     clock: SegmentClock,
     /// Input pts of segment starts whose picture has not come out of the decoder yet.
     boundaries: VecDeque<i64>,
@@ -173,19 +202,35 @@ impl Ladder {
     /// Builds the ladder for a source with these parameter sets: one decoder, and a scaler,
     /// an encoder (x264, or NVENC by the rung's `encoder` and `fallback`) and a queue for every
     /// rung not taller than the source.
-    pub fn new(config: LadderConfig, source: &AvcConfig) -> Result<Self, LadderError> {
+    pub fn new(config: LadderConfig, source: &TrackConfig) -> Result<Self, LadderError> {
         config.check()?;
-        let source_size = (source.width, source.height);
-        let decoder = H264Decoder::new(
+        let (source_size, frame_rate) = match source {
+            TrackConfig::Avc(avc) => ((avc.width, avc.height), avc.frame_rate),
+            TrackConfig::Hevc(hevc) => ((hevc.width, hevc.height), hevc.frame_rate),
+            other => return Err(LadderError::WrongCodec(other.codec())),
+        };
+        let decoder = VideoDecoder::new(
             source,
-            H264DecoderSettings {
+            VideoDecoderSettings {
                 threads: config.decoder_threads,
             },
         )
         .map_err(LadderError::Decoder)?;
-        let (fps_num, fps_den) = source.frame_rate.unwrap_or(config.fallback_fps);
+        let (fps_num, fps_den) = frame_rate.unwrap_or(config.fallback_fps);
         let mut rungs = Vec::new();
-        for rung in &config.rungs {
+        // H.264 rungs first, AV1 rungs after every one of them, so the ids of `rungs()` (the
+        // H.264 ones) are 0..n whatever the config order.
+        let h264_first = config
+            .rungs
+            .iter()
+            .filter(|r| r.encoder.codec() == RungCodec::H264)
+            .chain(
+                config
+                    .rungs
+                    .iter()
+                    .filter(|r| r.encoder.codec() != RungCodec::H264),
+            );
+        for rung in h264_first {
             let Some(size) = rung_size(source_size, rung.height) else {
                 continue;
             };
@@ -218,6 +263,7 @@ impl Ladder {
                 config: rung.clone(),
                 size,
                 scaler,
+                track: encoder.track_config(),
                 encoder,
                 fallback_reason,
                 queue: FrameQueue::new(slots),
@@ -238,6 +284,7 @@ impl Ladder {
             config,
             source_size,
             decoder,
+            source_codec: source.codec(),
             boundaries: VecDeque::new(),
             rungs,
             outputs: VecDeque::new(),
@@ -251,16 +298,39 @@ impl Ladder {
         &self.config
     }
 
-    /// The rungs that were built (those not taller than the source), in config order.
+    /// Every rung that was built (those not taller than the source): the H.264 rungs in config
+    /// order, then the AV1 rungs in config order.
+    pub fn rung_tracks(&self) -> impl Iterator<Item = RungTrack<'_>> {
+        self.rungs
+            .iter()
+            .enumerate()
+            .map(|(index, rung)| RungTrack {
+                id: RungId(index),
+                config: &rung.config,
+                width: rung.size.0,
+                height: rung.size.1,
+                track: &rung.track,
+                encoder: rung.encoder.kind(),
+                fallback_reason: rung.fallback_reason.as_deref(),
+            })
+    }
+
+    /// The H.264 rungs that were built, in config order, with ids 0..n (AV1 rungs, which have
+    /// no `avcC`, come after them: [`Self::rung_tracks`] lists every rung). A caller that
+    /// packages only these still receives the AV1 rungs' units from [`Self::poll_output`], with
+    /// ids past n.
     pub fn rungs(&self) -> impl Iterator<Item = RungInfo<'_>> {
-        self.rungs.iter().enumerate().map(|(index, rung)| RungInfo {
-            id: RungId(index),
-            config: &rung.config,
-            width: rung.size.0,
-            height: rung.size.1,
-            avc: rung.encoder.avc_config(),
-            encoder: rung.encoder.kind(),
-            fallback_reason: rung.fallback_reason.as_deref(),
+        self.rung_tracks().filter_map(|rung| match rung.track {
+            TrackConfig::Avc(avc) => Some(RungInfo {
+                id: rung.id,
+                config: rung.config,
+                width: rung.width,
+                height: rung.height,
+                avc,
+                encoder: rung.encoder,
+                fallback_reason: rung.fallback_reason,
+            }),
+            _ => None,
         })
     }
 
@@ -287,7 +357,7 @@ impl Ladder {
     /// Takes one source video unit (decode order): decodes it and queues a scaled picture per
     /// rung for every picture the decoder returns.
     pub fn handle_unit(&mut self, unit: &AccessUnit) -> Result<(), LadderError> {
-        if unit.codec != Codec::H264 {
+        if unit.codec != self.source_codec {
             return Err(LadderError::WrongCodec(unit.codec));
         }
         self.stats.source_units += 1;

@@ -1,7 +1,8 @@
 //! corecast transcode: the encode graph over the codec drivers, and the built-in demo source.
 //!
 //! - [`Ladder`]: one source H.264 stream decoded once, scaled per rung and encoded with x264
-//!   or NVENC (with a fallback rule when the GPU is not there),
+//!   or NVENC (with a fallback rule when the GPU is not there), or to AV1 with rav1e or
+//!   SVT-AV1,
 //!   every rung with IDRs at exactly the pts where the packager cuts the source rendition
 //!   ([`SegmentClock`]). The engine runs it on the transcode core (docs/transcode.md).
 //! - [`DemoSource`]: the built-in synthetic stream (docs/demo.md).
@@ -15,7 +16,8 @@ pub mod ladder;
 
 pub use demo::{DemoConfig, DemoError, DemoSource};
 pub use ladder::{
-    GpuFallback, Ladder, LadderConfig, LadderError, LadderStats, RungConfig, RungEncoder, RungId,
-    RungInfo, RungStats, SegmentClock, UnitPlace, rung_size,
+    DEFAULT_AV1_ENCODER, GpuFallback, Ladder, LadderConfig, LadderError, LadderStats, RungCodec,
+    RungConfig, RungEncoder, RungId, RungInfo, RungStats, RungTrack, SegmentClock, UnitPlace,
+    rung_size,
 };
 pub use nvenc::NvencPreset;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use corecast_transcode::{
     GpuFallback, Ladder, LadderConfig, LadderError, NvencPreset, RungConfig, RungEncoder, RungId,
 };
-use media::{AccessUnit, AvcConfig};
+use media::{AccessUnit, AvcConfig, TrackConfig};
 use package::live::segmenter::{Segmenter, SegmenterConfig};
 use serde_json::Value;
 use testmedia::{TempDir, TestSource, ffmpeg_decode_errors, ffprobe_int, ffprobe_json};
@@ -193,7 +193,8 @@ fn every_rung_has_idrs_exactly_at_the_source_cuts_and_decodes_cleanly() {
     );
     assert_eq!(keyframe_pts(&source.units).len(), 8);
 
-    let mut ladder = Ladder::new(small_ladder(), &source.config).expect("ladder");
+    let mut ladder =
+        Ladder::new(small_ladder(), &TrackConfig::Avc(source.config.clone())).expect("ladder");
     let sizes: Vec<(String, u32, u32)> = ladder
         .rungs()
         .map(|r| (r.config.name.clone(), r.width, r.height))
@@ -263,7 +264,8 @@ fn a_corrupt_source_unit_is_skipped_and_counted() {
     let cut = units[victim].payload.len() / 2;
     units[victim].payload = units[victim].payload.slice(..cut);
 
-    let mut ladder = Ladder::new(small_ladder(), &source.config).expect("ladder");
+    let mut ladder =
+        Ladder::new(small_ladder(), &TrackConfig::Avc(source.config.clone())).expect("ladder");
     let avcs: Vec<AvcConfig> = ladder.rungs().map(|r| r.avc.clone()).collect();
     let outputs = run(&mut ladder, &units, |_| None);
     let stats = ladder.stats();
@@ -288,7 +290,7 @@ fn a_rung_that_falls_behind_drops_frames_but_never_an_idr() {
         queue_frames: 4,
         ..small_ladder()
     };
-    let mut ladder = Ladder::new(config, &source.config).expect("ladder");
+    let mut ladder = Ladder::new(config, &TrackConfig::Avc(source.config.clone())).expect("ladder");
     let mut peak_queue = 0;
     // One encode step per source frame for two rungs: each rung gets about half the time it
     // needs. Watch the queues while it runs.
@@ -345,7 +347,8 @@ fn an_nvenc_rung_falls_back_to_x264_with_the_same_aligned_idrs() {
     let unavailable = nvenc_unavailable();
     let mut config = small_ladder();
     config.rungs[1].encoder = RungEncoder::Nvenc; // 360p asks for the GPU; 180p stays on x264
-    let mut ladder = Ladder::new(config, &source.config).expect("fallback = cpu builds the ladder");
+    let mut ladder = Ladder::new(config, &TrackConfig::Avc(source.config.clone()))
+        .expect("fallback = cpu builds the ladder");
     let rungs: Vec<(String, RungEncoder, Option<String>)> = ladder
         .rungs()
         .map(|r| {
@@ -403,7 +406,7 @@ fn an_nvenc_rung_with_fallback_fail_refuses_the_ladder() {
     let mut config = small_ladder();
     config.rungs[2].encoder = RungEncoder::Nvenc;
     config.rungs[2].fallback = GpuFallback::Fail;
-    match Ladder::new(config, &source.config) {
+    match Ladder::new(config, &TrackConfig::Avc(source.config.clone())) {
         Err(LadderError::GpuUnavailable { rung, reason: got }) => {
             assert_eq!(rung, "180p");
             assert_eq!(got, reason);
@@ -418,5 +421,57 @@ fn an_nvenc_rung_with_fallback_fail_refuses_the_ladder() {
     let mut config = small_ladder();
     config.rungs[0].encoder = RungEncoder::Nvenc;
     config.rungs[0].fallback = GpuFallback::Fail;
-    assert!(Ladder::new(config, &source.config).is_ok());
+    assert!(Ladder::new(config, &TrackConfig::Avc(source.config.clone())).is_ok());
+}
+
+#[test]
+fn an_hevc_source_is_decoded_and_transcoded_like_h264() {
+    let dir = TempDir::new("ladder-hevc-source");
+    let media = TestSource::new(640, 360, 4)
+        .gop(GOP)
+        .preset("ultrafast")
+        .hevc()
+        .make_track(dir.path());
+    assert!(
+        matches!(media.video, TrackConfig::Hevc(_)),
+        "{:?}",
+        media.video
+    );
+    let units = media.video_units();
+    let frames = units.len();
+    assert_eq!(frames, (4 * FPS) as usize);
+    assert!(units.iter().any(|u| u.pts != u.dts), "x265 made B-frames");
+    let cuts = packager_cuts(&units);
+    assert!(cuts.len() >= 2, "{cuts:?}");
+
+    let mut ladder = Ladder::new(small_ladder(), &media.video).expect("ladder on HEVC");
+    let sizes: Vec<(u32, u32)> = ladder.rungs().map(|r| (r.width, r.height)).collect();
+    assert_eq!(sizes, vec![(640, 360), (320, 180)]);
+    let avcs: Vec<AvcConfig> = ladder.rungs().map(|r| r.avc.clone()).collect();
+    let outputs = run(&mut ladder, &units, |_| None);
+    for (index, avc) in avcs.iter().enumerate() {
+        let rung = &outputs[&RungId(index)];
+        assert_eq!(
+            rung.len(),
+            frames,
+            "rung {index}: one H.264 unit per HEVC frame"
+        );
+        assert!(rung.iter().all(|u| u.codec == media::Codec::H264));
+        assert_eq!(
+            keyframe_pts(rung),
+            cuts,
+            "rung {index}: IDRs at the source's cuts"
+        );
+        let (errors, probe) = decode_with_ffmpeg(&format!("hevc-{index}"), avc, rung);
+        assert!(errors.is_empty(), "rung {index}: ffmpeg says {errors}");
+        assert_eq!(ffprobe_int(&probe["nb_read_frames"]), frames as i64);
+        assert_eq!(ffprobe_int(&probe["width"]), i64::from(sizes[index].0));
+    }
+    assert_eq!(ladder.stats().corrupt_units, 0);
+    // An H.264 unit fed to the HEVC ladder is refused, not decoded as garbage.
+    let stray = source().units[0].clone();
+    assert!(matches!(
+        ladder.handle_unit(&stray),
+        Err(LadderError::WrongCodec(media::Codec::H264))
+    ));
 }

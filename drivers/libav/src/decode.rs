@@ -1,13 +1,14 @@
-//! H.264 decoding with libavcodec's native `h264` decoder.
+//! H.264 and HEVC decoding with libavcodec's native `h264` and `hevc` decoders.
 //!
-//! Input is our [`AccessUnit`] format: NAL units with 4-byte big-endian lengths (the `avc1`
-//! sample format, ISO/IEC 14496-15 §5.3.4.2), parameter sets in the track's [`AvcConfig`]. The
-//! `avcC` record becomes the decoder's extradata, which puts libavcodec in its length-prefixed
-//! mode (`is_avc`, NAL length size from `lengthSizeMinusOne`), so payloads go in unchanged.
+//! Input is our [`AccessUnit`] format: NAL units with 4-byte big-endian lengths (the `avc1` /
+//! `hvc1` sample formats, ISO/IEC 14496-15 §5.3.4.2 and §8.3.4), parameter sets in the track's
+//! [`TrackConfig`]. The `avcC` / `hvcC` record becomes the decoder's extradata, which puts
+//! libavcodec in its length-prefixed mode (`is_avc` / `is_nalff`, NAL length size from
+//! `lengthSizeMinusOne`), so payloads go in unchanged.
 //!
 //! Output is decoded pictures in presentation order as borrowed [`RawVideoFrame`]s (8-bit 4:2:0,
 //! the format every encoder here takes), pts on the 90 kHz clock of the units they came from.
-//! One `AVFrame` is reused for every picture: a frame borrowed from [`H264Decoder::poll_frame`]
+//! One `AVFrame` is reused for every picture: a frame borrowed from [`VideoDecoder::poll_frame`]
 //! is valid until the next call into the decoder.
 //!
 //! Broken input (STYLE.md rule 6): a unit whose length prefixes do not cover its payload exactly,
@@ -22,7 +23,7 @@
 //! never "auto"); pictures then come out `threads - 1` units later, and an error is reported on
 //! the unit being submitted when it surfaces, which may be a few units after the bad one.
 //!
-//! Not done: HEVC, 10-bit and 4:2:2 sources ([`LibavError::UnsupportedPixelFormat`]), hardware
+//! Not done: AV1 input, 10-bit (HEVC Main 10) and 4:2:2 sources ([`LibavError::UnsupportedPixelFormat`]), hardware
 //! decode, colour-range conversion of full-range (`yuvj420p`) sources.
 
 use std::fmt;
@@ -32,7 +33,7 @@ use ffmpeg_next::ffi;
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::{codec, decoder, frame};
 use media::encode::RawVideoFrame;
-use media::{AccessUnit, AvcConfig, Codec};
+use media::{AccessUnit, Codec, TrackConfig};
 
 use crate::{LibavError, quiet_logging};
 
@@ -41,14 +42,14 @@ pub const MAX_DECODE_THREADS: u32 = 16;
 
 /// How to open the decoder.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct H264DecoderSettings {
+pub struct VideoDecoderSettings {
     /// libavcodec frame threads, 1..=[`MAX_DECODE_THREADS`]; 1 decodes on the caller's thread.
     pub threads: u32,
 }
 
-impl Default for H264DecoderSettings {
+impl Default for VideoDecoderSettings {
     fn default() -> Self {
-        H264DecoderSettings { threads: 1 }
+        VideoDecoderSettings { threads: 1 }
     }
 }
 
@@ -65,19 +66,22 @@ pub struct DecodeStats {
     pub concealed_frames: u64,
 }
 
-/// An open H.264 decoder. See the module docs for formats, errors and threading.
-pub struct H264Decoder {
+/// An open H.264 or HEVC decoder. See the module docs for formats, errors and threading.
+pub struct VideoDecoder {
     decoder: decoder::Video,
+    /// The codec of the track it was opened for; units of any other are refused.
+    codec: Codec,
     /// Reused by every `avcodec_receive_frame`.
     frame: frame::Video,
-    settings: H264DecoderSettings,
+    settings: VideoDecoderSettings,
     stats: DecodeStats,
     flushing: bool,
 }
 
-impl fmt::Debug for H264Decoder {
+impl fmt::Debug for VideoDecoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("H264Decoder")
+        f.debug_struct("VideoDecoder")
+            .field("codec", &self.codec)
             .field("settings", &self.settings)
             .field("stats", &self.stats)
             .field("flushing", &self.flushing)
@@ -85,9 +89,10 @@ impl fmt::Debug for H264Decoder {
     }
 }
 
-impl H264Decoder {
-    /// Opens libavcodec's h264 decoder with `config.record` (an `avcC` record) as extradata.
-    pub fn new(config: &AvcConfig, settings: H264DecoderSettings) -> Result<Self, LibavError> {
+impl VideoDecoder {
+    /// Opens libavcodec's decoder for the track's codec (`h264` or `hevc`) with its
+    /// configuration record (`avcC` / `hvcC`) as extradata.
+    pub fn new(config: &TrackConfig, settings: VideoDecoderSettings) -> Result<Self, LibavError> {
         quiet_logging();
         if !(1..=MAX_DECODE_THREADS).contains(&settings.threads) {
             return Err(LibavError::InvalidSettings {
@@ -95,9 +100,19 @@ impl H264Decoder {
                 reason: format!("{} is not in 1..={MAX_DECODE_THREADS}", settings.threads),
             });
         }
-        let h264 = decoder::find(codec::Id::H264).ok_or(LibavError::DecoderNotFound("h264"))?;
-        let mut context = codec::context::Context::new_with_codec(h264);
-        set_extradata(&mut context, &config.record)?;
+        let (id, name, record) = match config {
+            TrackConfig::Avc(avc) => (codec::Id::H264, "h264", &avc.record),
+            TrackConfig::Hevc(hevc) => (codec::Id::HEVC, "hevc", &hevc.record),
+            other => {
+                return Err(LibavError::WrongCodec {
+                    expected: "H.264 or HEVC",
+                    got: other.codec(),
+                });
+            }
+        };
+        let found = decoder::find(id).ok_or(LibavError::DecoderNotFound(name))?;
+        let mut context = codec::context::Context::new_with_codec(found);
+        set_extradata(&mut context, record)?;
         // err_recognition stays at its default (no AV_EF_EXPLODE): with it, one damaged slice
         // also fails the units that reference it, up to the next IDR (seen in the tests), so a
         // single bad unit would cost a run of frames instead of one concealed picture.
@@ -114,12 +129,17 @@ impl H264Decoder {
             .decoder()
             .video()
             .map_err(|source| LibavError::Ffmpeg {
-                call: "avcodec_open2 (h264)",
+                call: if id == codec::Id::HEVC {
+                    "avcodec_open2 (hevc)"
+                } else {
+                    "avcodec_open2 (h264)"
+                },
                 source,
             })?;
         video.set_packet_time_base((1, media::VIDEO_TIMESCALE as i32));
-        Ok(H264Decoder {
+        Ok(VideoDecoder {
             decoder: video,
+            codec: config.codec(),
             frame: frame::Video::empty(),
             settings,
             stats: DecodeStats::default(),
@@ -127,7 +147,7 @@ impl H264Decoder {
         })
     }
 
-    pub fn settings(&self) -> &H264DecoderSettings {
+    pub fn settings(&self) -> &VideoDecoderSettings {
         &self.settings
     }
 
@@ -142,9 +162,13 @@ impl H264Decoder {
         if self.flushing {
             return Err(LibavError::SubmitAfterFlush);
         }
-        if unit.codec != Codec::H264 {
+        if unit.codec != self.codec {
             return Err(LibavError::WrongCodec {
-                expected: "H.264",
+                expected: if self.codec == Codec::H265 {
+                    "HEVC"
+                } else {
+                    "H.264"
+                },
                 got: unit.codec,
             });
         }

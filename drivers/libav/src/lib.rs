@@ -3,8 +3,10 @@
 //!
 //! - [`AacEncoder`]: AAC-LC (ISO/IEC 14496-3) with FFmpeg's native `aac` encoder, used by the
 //!   demo source and, later, the audio rung of the ladder.
-//! - [`H264Decoder`]: H.264 (ITU-T H.264) with libavcodec's native decoder, fed our
-//!   length-prefixed access units; the first stage of the transcode ladder.
+//! - [`VideoDecoder`]: H.264 (ITU-T H.264) and HEVC (ITU-T H.265) with libavcodec's native
+//!   decoders, fed our length-prefixed access units; the first stage of the transcode ladder.
+//! - [`SvtAv1Encoder`]: AV1 with SVT-AV1 through libavcodec's `libsvtav1`, low delay, a forced
+//!   key frame by restarting the encoder (FFmpeg 5.1 ignores `pict_type` there; see its docs).
 //! - [`Scaler`]: libswscale resampling of I420 pictures into reusable [`I420Picture`]s, one per
 //!   rung size.
 //!
@@ -15,12 +17,17 @@
 mod aac;
 mod decode;
 mod scale;
+mod svtav1;
 
 pub use aac::{AacEncoder, AacSettings};
 pub use decode::{
-    DecodeStats, H264Decoder, H264DecoderSettings, MAX_DECODE_THREADS, check_length_prefixed,
+    DecodeStats, MAX_DECODE_THREADS, VideoDecoder, VideoDecoderSettings, check_length_prefixed,
 };
 pub use scale::{I420Picture, ScaleFilter, Scaler};
+pub use svtav1::{
+    MAX_SVT_AV1_THREADS, SVT_AV1_FASTEST_PRESET, SvtAv1Encoder, SvtAv1Settings,
+    quiet_svt_av1_logging,
+};
 
 use std::sync::Once;
 
@@ -50,7 +57,7 @@ pub enum LibavError {
         len: usize,
         expected: usize,
     },
-    #[error("encoder extradata is not a usable AudioSpecificConfig: {0}")]
+    #[error("encoder extradata or output does not parse: {0}")]
     Config(#[from] MediaError),
     #[error("input submitted after flush")]
     SubmitAfterFlush,

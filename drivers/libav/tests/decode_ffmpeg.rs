@@ -7,15 +7,15 @@ use std::process::Command;
 
 use bytes::Bytes;
 use corecast_libav::{
-    H264Decoder, H264DecoderSettings, I420Picture, LibavError, ScaleFilter, Scaler,
+    I420Picture, LibavError, ScaleFilter, Scaler, VideoDecoder, VideoDecoderSettings,
 };
-use media::AccessUnit;
+use media::{AccessUnit, TrackConfig};
 use testmedia::{TempDir, TestSource};
 
 /// Decodes every unit (collecting per-unit errors), then flushes. Returns the pts of every
 /// decoded picture, the errors, and the luma mean of the picture scaled to 320x180 at `probe`.
 fn decode_all(
-    decoder: &mut H264Decoder,
+    decoder: &mut VideoDecoder,
     units: &[AccessUnit],
     mut on_frame: impl FnMut(&media::encode::RawVideoFrame<'_>),
 ) -> (Vec<i64>, Vec<LibavError>) {
@@ -50,7 +50,11 @@ fn decodes_b_frames_in_presentation_order_and_scales_like_ffmpeg() {
     );
     assert_eq!((source.video.width, source.video.height), (640, 360));
 
-    let mut decoder = H264Decoder::new(&source.video, H264DecoderSettings::default()).unwrap();
+    let mut decoder = VideoDecoder::new(
+        &TrackConfig::Avc(source.video.clone()),
+        VideoDecoderSettings::default(),
+    )
+    .unwrap();
     let mut scaler = Scaler::new((640, 360), (320, 180), ScaleFilter::Bicubic).unwrap();
     let mut first_scaled = Vec::new();
     let (pts, errors) = decode_all(&mut decoder, &units, |frame| {
@@ -106,14 +110,22 @@ fn decodes_b_frames_in_presentation_order_and_scales_like_ffmpeg() {
     );
 
     // Frame threads: same pictures, same order.
-    let mut threaded = H264Decoder::new(&source.video, H264DecoderSettings { threads: 2 }).unwrap();
+    let mut threaded = VideoDecoder::new(
+        &TrackConfig::Avc(source.video.clone()),
+        VideoDecoderSettings { threads: 2 },
+    )
+    .unwrap();
     let (threaded_pts, errors) = decode_all(&mut threaded, &units, |_| {});
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(threaded_pts, expected);
 
     // A reused output picture: no allocation per frame, pts carried.
     let mut picture = I420Picture::new(320, 180).unwrap();
-    let mut decoder = H264Decoder::new(&source.video, H264DecoderSettings::default()).unwrap();
+    let mut decoder = VideoDecoder::new(
+        &TrackConfig::Avc(source.video.clone()),
+        VideoDecoderSettings::default(),
+    )
+    .unwrap();
     decoder.submit(&units[0]).unwrap();
     decoder.flush().unwrap();
     let frame = decoder.poll_frame().unwrap().expect("the IDR decodes");
@@ -138,7 +150,11 @@ fn a_corrupt_unit_is_an_error_for_it_alone() {
     }
     units[40].payload = Bytes::from(bytes);
 
-    let mut decoder = H264Decoder::new(&source.video, H264DecoderSettings::default()).unwrap();
+    let mut decoder = VideoDecoder::new(
+        &TrackConfig::Avc(source.video.clone()),
+        VideoDecoderSettings::default(),
+    )
+    .unwrap();
     let (pts, errors) = decode_all(&mut decoder, &units, |_| {});
     let stats = decoder.stats();
     // The truncated unit is refused, by its pts, and is the only error.

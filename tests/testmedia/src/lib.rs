@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-pub use source::{SourceMedia, TestSource};
+pub use source::{SourceMedia, TestSource, TrackMedia};
 
 /// What to run when ffmpeg, ffprobe or another test tool is missing.
 pub const INSTALL_HINT: &str = "run scripts/install-deps.sh --test (make test does)";

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bytes::Bytes;
-use media::{AacConfig, AccessUnit, AvcConfig, Codec, rescale};
+use media::{AacConfig, AccessUnit, AvcConfig, Codec, HevcConfig, TrackConfig, rescale};
 
 use crate::{ffprobe_int, ffprobe_json, hexdump_bytes, require_tool};
 
@@ -22,6 +22,8 @@ pub struct TestSource {
     gop: u32,
     preset: &'static str,
     audio: bool,
+    /// libx265 instead of libx264 ([`TestSource::hevc`]).
+    hevc: bool,
 }
 
 impl TestSource {
@@ -35,6 +37,7 @@ impl TestSource {
             gop: 60,
             preset: "veryfast",
             audio: false,
+            hevc: false,
         }
     }
 
@@ -47,6 +50,13 @@ impl TestSource {
     /// The x264 preset by its ffmpeg name (`ultrafast`, `veryfast`, …).
     pub fn preset(mut self, preset: &'static str) -> TestSource {
         self.preset = preset;
+        self
+    }
+
+    /// HEVC from libx265 (Main profile, the same GOP, 2 B-frames, no scene cuts) instead of
+    /// H.264; read it back with [`TestSource::make_track`].
+    pub fn hevc(mut self) -> TestSource {
+        self.hevc = true;
         self
     }
 
@@ -70,38 +80,79 @@ impl TestSource {
             );
         }
         let gop = self.gop.to_string();
-        // Two threads: the shared test box has few cores and several tests encode at once.
-        args.extend(
-            [
-                "-t",
-                &self.seconds.to_string(),
-                "-threads",
-                "2",
-                "-c:v",
-                "libx264",
-                "-preset",
-                self.preset,
-                "-bf",
-                "2",
-                "-g",
-                &gop,
-                "-keyint_min",
-                &gop,
-                "-sc_threshold",
-                "0",
-                "-pix_fmt",
-                "yuv420p",
-            ]
-            .map(Into::into),
-        );
+        let seconds = self.seconds.to_string();
+        if self.hevc {
+            let params = format!(
+                "pools=2:log-level=error:bframes=2:keyint={gop}:min-keyint={gop}:scenecut=0"
+            );
+            args.extend(
+                [
+                    "-t",
+                    &seconds,
+                    "-c:v",
+                    "libx265",
+                    "-preset",
+                    self.preset,
+                    "-x265-params",
+                    &params,
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-tag:v",
+                    "hvc1",
+                ]
+                .map(Into::into),
+            );
+        } else {
+            // Two threads: the shared test box has few cores and several tests encode at once.
+            args.extend(
+                [
+                    "-t",
+                    &seconds,
+                    "-threads",
+                    "2",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    self.preset,
+                    "-bf",
+                    "2",
+                    "-g",
+                    &gop,
+                    "-keyint_min",
+                    &gop,
+                    "-sc_threshold",
+                    "0",
+                    "-pix_fmt",
+                    "yuv420p",
+                ]
+                .map(Into::into),
+            );
+        }
         if self.audio {
             args.extend(["-c:a", "aac", "-ac", "2", "-b:a", "96k"].map(Into::into));
         }
         args
     }
 
-    /// Encodes the source into `dir/source.mp4` and reads it back with ffprobe.
+    /// Encodes the source into `dir/source.mp4` and reads it back with ffprobe. For H.264
+    /// sources (the default); HEVC ones are read with [`TestSource::make_track`].
     pub fn make(&self, dir: &Path) -> SourceMedia {
+        let track = self.make_track(dir);
+        let TrackConfig::Avc(video) = track.video else {
+            panic!("TestSource::make is for H.264 sources; use make_track for HEVC")
+        };
+        SourceMedia {
+            path: track.path,
+            video,
+            audio: track.audio,
+            units: track.units,
+            discarded: track.discarded,
+        }
+    }
+
+    /// Encodes the source into `dir/source.mp4` and reads it back with ffprobe, whatever its
+    /// video codec.
+    pub fn make_track(&self, dir: &Path) -> TrackMedia {
         require_tool("ffmpeg");
         let path = dir.join("source.mp4");
         let output = Command::new("ffmpeg")
@@ -116,7 +167,30 @@ impl TestSource {
             path.display(),
             String::from_utf8_lossy(&output.stderr)
         );
-        SourceMedia::read(path)
+        TrackMedia::read(path)
+    }
+}
+
+/// An MP4 made by [`TestSource::make_track`], taken apart: H.264 or HEVC video.
+#[derive(Debug, Clone)]
+pub struct TrackMedia {
+    pub path: PathBuf,
+    pub video: TrackConfig,
+    pub audio: Option<AacConfig>,
+    /// As [`SourceMedia::units`], video in the `avc1` / `hvc1` sample format.
+    pub units: Vec<AccessUnit>,
+    pub discarded: Vec<bool>,
+}
+
+impl TrackMedia {
+    /// The video units, in decode order.
+    pub fn video_units(&self) -> Vec<AccessUnit> {
+        let codec = self.video.codec();
+        self.units
+            .iter()
+            .filter(|unit| unit.codec == codec)
+            .cloned()
+            .collect()
     }
 }
 
@@ -136,8 +210,8 @@ pub struct SourceMedia {
     pub discarded: Vec<bool>,
 }
 
-impl SourceMedia {
-    fn read(path: PathBuf) -> SourceMedia {
+impl TrackMedia {
+    fn read(path: PathBuf) -> TrackMedia {
         let streams = ffprobe_json(&["-show_streams", "-show_data"], &path);
         let mut video = None;
         let mut audio = None;
@@ -156,7 +230,13 @@ impl SourceMedia {
             time_bases.insert(index, time_base);
             match stream["codec_type"].as_str() {
                 Some("video") => {
-                    video = Some((index, AvcConfig::from_record(&extradata).expect("avcC")));
+                    let config = match stream["codec_name"].as_str() {
+                        Some("hevc") => {
+                            TrackConfig::Hevc(HevcConfig::from_record(&extradata).expect("hvcC"))
+                        }
+                        _ => TrackConfig::Avc(AvcConfig::from_record(&extradata).expect("avcC")),
+                    };
+                    video = Some((index, config));
                 }
                 Some("audio") => {
                     audio = Some((index, AacConfig::from_asc(&extradata).expect("ASC")));
@@ -180,7 +260,7 @@ impl SourceMedia {
             let index = ffprobe_int(&packet["stream_index"]);
             let (num, den) = time_bases[&index];
             let (codec, clock) = if index == video_index {
-                (Codec::H264, 90_000)
+                (video.codec(), 90_000)
             } else {
                 let (_, config) = audio.as_ref().expect("the packet's stream is audio");
                 (Codec::Aac, config.sample_rate)
@@ -201,7 +281,7 @@ impl SourceMedia {
             });
             discarded.push(flags.contains('D'));
         }
-        SourceMedia {
+        TrackMedia {
             path,
             video,
             audio: audio.map(|(_, config)| config),
@@ -209,7 +289,9 @@ impl SourceMedia {
             discarded,
         }
     }
+}
 
+impl SourceMedia {
     /// The H.264 units, in decode order.
     pub fn video_units(&self) -> Vec<AccessUnit> {
         self.units

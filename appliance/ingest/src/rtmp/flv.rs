@@ -2,11 +2,20 @@
 //! Video File Format Specification v10.1, E.4.2.1 VIDEODATA + AVCVIDEOPACKET, E.4.2.2
 //! AUDIODATA + AACAUDIODATA), and the clocks that turn RTMP milliseconds into media time.
 //!
-//! The tag parser first reads the tag header into a codec, then the codec's packet: Enhanced
-//! RTMP (FourCC codecs: HEVC, AV1, Opus) adds a header form where the `IsExHeader` bit is set,
-//! which is refused by name today and slots in beside the legacy codec ids.
+//! The tag parser first reads the tag header into a codec, then the codec's packet. Enhanced
+//! RTMP (Veovera enhanced-rtmp v1, "Extending VideoTagHeader") adds a video header form where
+//! bit 7 of the first byte (`IsExHeader`) is set: bits 6-4 are the frame type, bits 3-0 the
+//! VideoPacketType (0 SequenceStart, 1 CodedFrames, 2 SequenceEnd, 3 CodedFramesX, 4 Metadata,
+//! 5 MPEG2TSSequenceStart), then a FourCC. We take `hvc1` (SequenceStart: an
+//! HEVCDecoderConfigurationRecord; CodedFrames: SI24 composition time, then length-prefixed
+//! NAL units; CodedFramesX: the same without the composition time) and `av01` (SequenceStart:
+//! an AV1CodecConfigurationRecord; CodedFrames / CodedFramesX: the OBUs of one temporal unit,
+//! no composition time). Metadata (HDR colour info), MPEG2TSSequenceStart (AV1's TS descriptor,
+//! which the `av1C` of SequenceStart makes redundant) and SequenceEnd are ignored. Other
+//! FourCCs (`vp09`, and Enhanced RTMP audio such as `Opus`) are refused by name.
 
 use bytes::{Bytes, BytesMut};
+use media::Codec;
 
 /// Why a tag body was not taken; the session adds where it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +35,18 @@ const SOUND_FORMAT_AAC: u8 = 10;
 const SOUND_FORMAT_EX_HEADER: u8 = 9;
 /// Video frame type 5: a video info/command frame, no picture.
 const FRAME_TYPE_COMMAND: u8 = 5;
+/// Video frame type 1: a keyframe (a seekable frame).
+const FRAME_TYPE_KEY: u8 = 1;
+
+/// Enhanced RTMP VideoPacketType values (enhanced-rtmp v1).
+mod packet_type {
+    pub const SEQUENCE_START: u8 = 0;
+    pub const CODED_FRAMES: u8 = 1;
+    pub const SEQUENCE_END: u8 = 2;
+    pub const CODED_FRAMES_X: u8 = 3;
+    pub const METADATA: u8 = 4;
+    pub const MPEG2TS_SEQUENCE_START: u8 = 5;
+}
 
 /// A parsed video tag body.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,7 +60,21 @@ pub enum VideoTag {
         composition_time: i32,
         data: Bytes,
     },
-    /// AVCPacketType 2, or a command frame: nothing to pass on.
+    /// Enhanced RTMP SequenceStart of `hvc1` (an HEVCDecoderConfigurationRecord) or `av01`
+    /// (an AV1CodecConfigurationRecord).
+    SequenceStart { codec: Codec, record: Bytes },
+    /// Enhanced RTMP CodedFrames / CodedFramesX: one HEVC access unit (4-byte length-prefixed
+    /// NAL units) or one AV1 temporal unit (OBUs).
+    CodedFrame {
+        codec: Codec,
+        /// The tag's frame type says keyframe. The session decides from the bitstream.
+        keyframe: bool,
+        /// Milliseconds from decode to presentation time (HEVC CodedFrames only, else 0).
+        composition_time: i32,
+        data: Bytes,
+    },
+    /// AVCPacketType 2, an Enhanced RTMP SequenceEnd, Metadata or MPEG2TSSequenceStart, or a
+    /// command frame: nothing to pass on.
     Ignored,
 }
 
@@ -61,11 +96,7 @@ pub fn parse_video_tag(body: &Bytes) -> Result<VideoTag, TagError> {
         return Err(flv_error("video", "empty tag body".into()));
     };
     if first & 0x80 != 0 {
-        let fourcc = body.get(1..5).unwrap_or_default();
-        return Err(TagError::Unsupported(format!(
-            "Enhanced RTMP FourCC {:?}",
-            String::from_utf8_lossy(fourcc)
-        )));
+        return parse_ex_video_tag(first, body);
     }
     let frame_type = first >> 4;
     let codec_id = first & 0x0f;
@@ -101,6 +132,71 @@ pub fn parse_video_tag(body: &Bytes) -> Result<VideoTag, TagError> {
     }
 }
 
+/// The Enhanced RTMP form of a video tag (see the module docs).
+fn parse_ex_video_tag(first: u8, body: &Bytes) -> Result<VideoTag, TagError> {
+    let frame_type = (first >> 4) & 0x07;
+    let packet_type = first & 0x0f;
+    let Some(fourcc) = body.get(1..5) else {
+        return Err(flv_error(
+            "video",
+            format!(
+                "Enhanced RTMP tag of {} bytes, shorter than its 5-byte header",
+                body.len()
+            ),
+        ));
+    };
+    let codec = match fourcc {
+        b"hvc1" => Codec::H265,
+        b"av01" => Codec::Av1,
+        _ => {
+            return Err(TagError::Unsupported(format!(
+                "Enhanced RTMP FourCC {:?}",
+                String::from_utf8_lossy(fourcc)
+            )));
+        }
+    };
+    if frame_type == FRAME_TYPE_COMMAND && packet_type != packet_type::METADATA {
+        return Ok(VideoTag::Ignored);
+    }
+    let keyframe = frame_type == FRAME_TYPE_KEY;
+    match packet_type {
+        packet_type::SEQUENCE_START => Ok(VideoTag::SequenceStart {
+            codec,
+            record: body.slice(5..),
+        }),
+        packet_type::CODED_FRAMES if codec == Codec::H265 => {
+            let Some(&[c0, c1, c2]) = body.get(5..8) else {
+                return Err(flv_error(
+                    "video",
+                    format!(
+                        "HEVC CodedFrames tag of {} bytes, shorter than its 8-byte header",
+                        body.len()
+                    ),
+                ));
+            };
+            Ok(VideoTag::CodedFrame {
+                codec,
+                keyframe,
+                composition_time: i32::from_be_bytes([c0, c1, c2, 0]) >> 8,
+                data: body.slice(8..),
+            })
+        }
+        packet_type::CODED_FRAMES | packet_type::CODED_FRAMES_X => Ok(VideoTag::CodedFrame {
+            codec,
+            keyframe,
+            composition_time: 0,
+            data: body.slice(5..),
+        }),
+        packet_type::SEQUENCE_END | packet_type::METADATA | packet_type::MPEG2TS_SEQUENCE_START => {
+            Ok(VideoTag::Ignored)
+        }
+        other => Err(flv_error(
+            "video",
+            format!("Enhanced RTMP VideoPacketType {other}"),
+        )),
+    }
+}
+
 pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, TagError> {
     let Some(&first) = body.first() else {
         return Err(flv_error("audio", "empty tag body".into()));
@@ -129,15 +225,37 @@ pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, TagError> {
     }
 }
 
-/// NAL unit types that do not travel in samples: SPS (7), PPS (8) and access unit
+/// H.264 NAL unit types that do not travel in samples: SPS (7), PPS (8) and access unit
 /// delimiters (9). Parameter sets travel in the track config; the TS muxer writes its own AUDs.
-fn is_stripped(nal_type: u8) -> bool {
-    matches!(nal_type, 7..=9)
+fn is_stripped_avc(header: u8) -> bool {
+    matches!(header & 0x1f, 7..=9)
+}
+
+/// The HEVC equivalents (H.265 Table 7-1): VPS (32), SPS (33), PPS (34), AUD (35). `hvc1`
+/// tracks keep parameter sets in the `hvcC` only.
+fn is_stripped_hevc(header: u8) -> bool {
+    matches!((header >> 1) & 0x3f, 32..=35)
 }
 
 /// Checks the 4-byte length framing of an AVC sample and drops SPS, PPS and AUD NAL units.
 /// Returns the input itself (no copy) when nothing is dropped.
 pub fn filter_avc_sample(data: Bytes) -> Result<Bytes, TagError> {
+    filter_sample(data, is_stripped_avc)
+}
+
+/// As [`filter_avc_sample`] for HEVC: drops VPS, SPS, PPS and AUD NAL units. Also says whether
+/// the sample holds an IRAP picture (a sync sample).
+pub fn filter_hevc_sample(data: Bytes) -> Result<(Bytes, bool), TagError> {
+    let mut irap = false;
+    let mut pos = 0;
+    while let Some(&[a, b, c, d, header]) = data.get(pos..pos + 5) {
+        irap |= media::hevc::is_irap((header >> 1) & 0x3f);
+        pos += 4 + u32::from_be_bytes([a, b, c, d]) as usize;
+    }
+    Ok((filter_sample(data, is_stripped_hevc)?, irap))
+}
+
+fn filter_sample(data: Bytes, is_stripped: fn(u8) -> bool) -> Result<Bytes, TagError> {
     let mut pos = 0;
     let mut keep_all = true;
     while pos < data.len() {
@@ -165,7 +283,7 @@ pub fn filter_avc_sample(data: Bytes) -> Result<Bytes, TagError> {
                 ),
             ));
         }
-        keep_all &= !is_stripped(header & 0x1f);
+        keep_all &= !is_stripped(header);
         pos += 4 + nal_len;
     }
     if keep_all {
@@ -176,7 +294,7 @@ pub fn filter_avc_sample(data: Bytes) -> Result<Bytes, TagError> {
     let mut pos = 0;
     while let Some(&[a, b, c, d, header]) = data.get(pos..pos + 5) {
         let end = pos + 4 + u32::from_be_bytes([a, b, c, d]) as usize;
-        if !is_stripped(header & 0x1f) {
+        if !is_stripped(header) {
             kept.extend_from_slice(data.get(pos..end).unwrap_or_default());
         }
         pos = end;
@@ -270,9 +388,15 @@ mod tests {
         let vp6 = Bytes::from_static(&[0x14, 0]);
         let err = parse_video_tag(&vp6).unwrap_err().to_string();
         assert!(err.contains("unsupported FLV video codec id 4"), "{err}");
-        let hevc = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1']);
-        let err = parse_video_tag(&hevc).unwrap_err().to_string();
-        assert!(err.contains("hvc1"), "{err}");
+        let vp9 = Bytes::from_static(&[0x90, b'v', b'p', b'0', b'9']);
+        let err = parse_video_tag(&vp9).unwrap_err().to_string();
+        assert!(
+            err.contains("unsupported Enhanced RTMP FourCC \"vp09\""),
+            "{err}"
+        );
+        let opus = Bytes::from_static(&[0x90, b'O', b'p', b'u', b's']);
+        let err = parse_audio_tag(&opus).unwrap_err().to_string();
+        assert!(err.contains("Opus"), "{err}");
         let mp3 = Bytes::from_static(&[0x2f, 0]);
         let err = parse_audio_tag(&mp3).unwrap_err().to_string();
         assert!(err.contains("unsupported FLV sound format 2"), "{err}");
@@ -280,6 +404,103 @@ mod tests {
         assert!(parse_video_tag(&Bytes::new()).is_err());
         assert!(parse_audio_tag(&Bytes::from_static(&[0xaf])).is_err());
         assert!(parse_audio_tag(&Bytes::from_static(&[0xaf, 7])).is_err());
+    }
+
+    #[test]
+    fn enhanced_rtmp_hevc_and_av1_tags_parse() {
+        // Key frame (1), SequenceStart (0), hvc1: the record follows the FourCC.
+        let start = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 0x01, 0x01, 0x60]);
+        assert_eq!(
+            parse_video_tag(&start).unwrap(),
+            VideoTag::SequenceStart {
+                codec: Codec::H265,
+                record: Bytes::from_static(&[0x01, 0x01, 0x60]),
+            }
+        );
+        // Inter frame (2), CodedFrames (1): SI24 composition time -40 (0xffffd8), then NALUs.
+        let frames = Bytes::from_static(&[
+            0xa1, b'h', b'v', b'c', b'1', 0xff, 0xff, 0xd8, 0, 0, 0, 2, 0x02, 0x01,
+        ]);
+        assert_eq!(
+            parse_video_tag(&frames).unwrap(),
+            VideoTag::CodedFrame {
+                codec: Codec::H265,
+                keyframe: false,
+                composition_time: -40,
+                data: Bytes::from_static(&[0, 0, 0, 2, 0x02, 0x01]),
+            }
+        );
+        // Key frame, CodedFramesX (3): no composition time.
+        let frames_x = Bytes::from_static(&[0x93, b'h', b'v', b'c', b'1', 0, 0, 0, 2, 0x26, 0x01]);
+        assert_eq!(
+            parse_video_tag(&frames_x).unwrap(),
+            VideoTag::CodedFrame {
+                codec: Codec::H265,
+                keyframe: true,
+                composition_time: 0,
+                data: Bytes::from_static(&[0, 0, 0, 2, 0x26, 0x01]),
+            }
+        );
+        // av01 CodedFrames (1) has no composition time: OBUs right after the FourCC.
+        let av1 = Bytes::from_static(&[0x91, b'a', b'v', b'0', b'1', 0x12, 0x00, 0x32, 0x00]);
+        assert_eq!(
+            parse_video_tag(&av1).unwrap(),
+            VideoTag::CodedFrame {
+                codec: Codec::Av1,
+                keyframe: true,
+                composition_time: 0,
+                data: Bytes::from_static(&[0x12, 0x00, 0x32, 0x00]),
+            }
+        );
+        let av1_start = Bytes::from_static(&[0x90, b'a', b'v', b'0', b'1', 0x81, 0, 0x0c, 0]);
+        assert!(matches!(
+            parse_video_tag(&av1_start).unwrap(),
+            VideoTag::SequenceStart {
+                codec: Codec::Av1,
+                ..
+            }
+        ));
+        // SequenceEnd (2), Metadata (4), MPEG2TSSequenceStart (5), a command frame: ignored.
+        for first in [0x92, 0x94, 0x95, 0xd1] {
+            let tag = Bytes::from_owner([&[first][..], b"av01", &[0x80]].concat());
+            assert_eq!(
+                parse_video_tag(&tag).unwrap(),
+                VideoTag::Ignored,
+                "{first:#x}"
+            );
+        }
+        // Truncated headers and unknown packet types are malformed, not panics.
+        for bad in [
+            &[0x90, b'h', b'v'][..],
+            &[0x91, b'h', b'v', b'c', b'1', 0, 0],
+            &[0x96, b'h', b'v', b'c', b'1'],
+        ] {
+            let err = parse_video_tag(&Bytes::copy_from_slice(bad)).unwrap_err();
+            assert!(matches!(err, TagError::Malformed(_)), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn hevc_parameter_sets_and_delimiters_are_stripped_and_irap_found() {
+        let sample = Bytes::from_static(&[
+            0, 0, 0, 3, 0x46, 0x01, 0x50, // AUD (35)
+            0, 0, 0, 3, 0x40, 0x01, 0x0c, // VPS (32)
+            0, 0, 0, 3, 0x42, 0x01, 0x01, // SPS (33)
+            0, 0, 0, 3, 0x44, 0x01, 0xc1, // PPS (34)
+            0, 0, 0, 3, 0x4e, 0x01, 0x05, // prefix SEI (39)
+            0, 0, 0, 3, 0x26, 0x01, 0xaf, // IDR_W_RADL (19)
+        ]);
+        let (kept, irap) = filter_hevc_sample(sample).unwrap();
+        assert!(irap);
+        assert_eq!(
+            kept[..],
+            [0, 0, 0, 3, 0x4e, 0x01, 0x05, 0, 0, 0, 3, 0x26, 0x01, 0xaf]
+        );
+        let trail = Bytes::from_static(&[0, 0, 0, 3, 0x02, 0x01, 0xd0]);
+        let (same, irap) = filter_hevc_sample(trail.clone()).unwrap();
+        assert!(!irap);
+        assert_eq!(same.as_ptr(), trail.as_ptr());
+        assert!(filter_hevc_sample(Bytes::from_static(&[0, 0, 0, 9, 0x02])).is_err());
     }
 
     #[test]

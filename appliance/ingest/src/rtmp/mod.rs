@@ -21,7 +21,7 @@ mod tests;
 
 pub use session::RtmpSession;
 
-use media::{AacConfig, AccessUnit, AvcConfig, MediaError};
+use media::{AacConfig, AccessUnit, MediaError, TrackConfig};
 
 /// Errors that end one RTMP session. Each says what was wrong and where: chunk stream id,
 /// byte offset in the connection (counted from the first handshake byte), message type.
@@ -59,7 +59,7 @@ pub enum RtmpError {
         csid: u32,
         offset: u64,
     },
-    /// An AVC or AAC sequence header that does not parse.
+    /// An AVC, HEVC, AV1 or AAC sequence header that does not parse.
     #[error("{what} at offset {offset}: {source}")]
     Config {
         what: &'static str,
@@ -90,7 +90,9 @@ pub enum RtmpEvent {
         app: String,
         stream_key: String,
     },
-    VideoConfig(AvcConfig),
+    /// The video track's parameters: [`TrackConfig::Avc`] from a legacy AVC sequence header,
+    /// [`TrackConfig::Hevc`] or [`TrackConfig::Av1`] from an Enhanced RTMP SequenceStart.
+    VideoConfig(TrackConfig),
     AudioConfig(AacConfig),
     Media(AccessUnit),
     /// The client stopped publishing (FCUnpublish / deleteStream / closeStream).

@@ -4,7 +4,11 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use media::{AacConfig, AccessUnit, AvcConfig, Codec, VIDEO_TIMESCALE};
+use bytes::Bytes;
+
+use media::{
+    AacConfig, AccessUnit, Av1Config, AvcConfig, Codec, HevcConfig, TrackConfig, VIDEO_TIMESCALE,
+};
 
 use super::amf0::{self, Amf0Value};
 use super::chunk::{self, ChunkReader, Message};
@@ -74,7 +78,7 @@ pub struct RtmpSession {
 
     app: Option<String>,
     publish: PublishState,
-    video_config: Option<AvcConfig>,
+    video_config: Option<TrackConfig>,
     audio_config: Option<AacConfig>,
     video_time: TimestampUnwrapper,
     audio_time: TimestampUnwrapper,
@@ -503,13 +507,25 @@ impl RtmpSession {
                         offset: ctx.offset,
                         source,
                     })?;
-                if self.video_config.as_ref() != Some(&config) {
-                    if self.publishing() {
-                        self.events
-                            .push_back(RtmpEvent::VideoConfig(config.clone()));
-                    }
-                    self.video_config = Some(config);
-                }
+                self.set_video_config(TrackConfig::Avc(config));
+            }
+            VideoTag::SequenceStart { codec, record } => {
+                let (what, parsed) = match codec {
+                    Codec::H265 => (
+                        "Enhanced RTMP HEVC sequence start",
+                        HevcConfig::from_record(&record).map(TrackConfig::Hevc),
+                    ),
+                    _ => (
+                        "Enhanced RTMP AV1 sequence start",
+                        Av1Config::from_record(&record).map(TrackConfig::Av1),
+                    ),
+                };
+                let config = parsed.map_err(|source| RtmpError::Config {
+                    what,
+                    offset: ctx.offset,
+                    source,
+                })?;
+                self.set_video_config(config);
             }
             VideoTag::AvcNalus {
                 keyframe,
@@ -518,21 +534,69 @@ impl RtmpSession {
             } => {
                 let data = flv::filter_avc_sample(data)
                     .map_err(|err| ctx.tag_error("FLV video tag", err))?;
-                if !self.publishing() || self.video_config.is_none() || data.is_empty() {
-                    return Ok(());
-                }
-                let ticks_per_ms = i64::from(VIDEO_TIMESCALE / 1000);
-                self.events.push_back(RtmpEvent::Media(AccessUnit {
-                    codec: Codec::H264,
-                    pts: (ms + i64::from(composition_time)) * ticks_per_ms,
-                    dts: ms * ticks_per_ms,
-                    keyframe,
-                    payload: data,
-                }));
+                self.push_video(Codec::H264, ms, composition_time, keyframe, data);
+            }
+            VideoTag::CodedFrame {
+                codec: Codec::H265,
+                composition_time,
+                data,
+                ..
+            } => {
+                // The sync-sample flag comes from the NAL unit types, not the tag's frame type.
+                let (data, irap) = flv::filter_hevc_sample(data)
+                    .map_err(|err| ctx.tag_error("FLV video tag", err))?;
+                self.push_video(Codec::H265, ms, composition_time, irap, data);
+            }
+            VideoTag::CodedFrame { codec, data, .. } => {
+                // AV1: temporal delimiters dropped, size fields ensured (the sample format of
+                // the media crate); the key-frame flag comes from the first frame header.
+                let (sample, keyframe) = media::av1::temporal_unit_payload(&data)
+                    .map_err(|err| ctx.error("Enhanced RTMP AV1 coded frames", err.to_string()))?;
+                let data = if sample.len() == data.len() {
+                    data
+                } else {
+                    Bytes::from(sample)
+                };
+                self.push_video(codec, ms, 0, keyframe, data);
             }
             VideoTag::Ignored => {}
         }
         Ok(())
+    }
+
+    /// A new or repeated video sequence header: reported when it differs from the last.
+    fn set_video_config(&mut self, config: TrackConfig) {
+        if self.video_config.as_ref() != Some(&config) {
+            if self.publishing() {
+                self.events
+                    .push_back(RtmpEvent::VideoConfig(config.clone()));
+            }
+            self.video_config = Some(config);
+        }
+    }
+
+    /// Reports one video frame, if the session publishes and the frame's codec is the one
+    /// the last sequence header announced (frames before any header cannot be decoded).
+    fn push_video(
+        &mut self,
+        codec: Codec,
+        ms: i64,
+        composition_time: i32,
+        keyframe: bool,
+        data: Bytes,
+    ) {
+        let configured = self.video_config.as_ref().map(TrackConfig::codec) == Some(codec);
+        if !self.publishing() || !configured || data.is_empty() {
+            return;
+        }
+        let ticks_per_ms = i64::from(VIDEO_TIMESCALE / 1000);
+        self.events.push_back(RtmpEvent::Media(AccessUnit {
+            codec,
+            pts: (ms + i64::from(composition_time)) * ticks_per_ms,
+            dts: ms * ticks_per_ms,
+            keyframe,
+            payload: data,
+        }));
     }
 
     fn handle_audio(&mut self, message: &Message, ctx: Context) -> Result<(), RtmpError> {

@@ -2,11 +2,12 @@
 //!
 //! Takes a stream of 188-byte transport packets in any slicing (UDP datagrams of 7 packets,
 //! pieces of a file, an SRT payload) and reports the program's tracks as `media` types:
-//! [`AvcConfig`] / [`AacConfig`] and [`AccessUnit`]s, plus SCTE-35 sections.
+//! [`AvcConfig`] or [`HevcConfig`], [`AacConfig`] and [`AccessUnit`]s, plus SCTE-35 sections.
 //!
 //! Layers, bottom up: [`packet`] (sync, header, adaptation field, §2.4.3), [`psi`] (sections,
 //! PAT and PMT, §2.4.4), [`pes`] (PES reassembly, PTS/DTS, §2.4.3.6), then the elementary
-//! streams: [`h264`] (stream_type 0x1b, Annex B of ITU-T H.264) and [`adts`] (stream_type
+//! streams: [`h264`] (stream_type 0x1b and 0x24, Annex B of ITU-T H.264 and H.265) and
+//! [`adts`] (stream_type
 //! 0x0f, ISO/IEC 13818-7 ADTS). SCTE-35 (stream_type 0x86, SCTE 35 §8) sections are handed on
 //! whole for the packager.
 //!
@@ -18,7 +19,7 @@
 //! Each of these is counted in [`TsCounters`].
 //!
 //! Not done: several programs (the first program of the PAT is taken), more than one video
-//! and one audio stream (the first of each in the PMT), HEVC and other codecs (reported as
+//! and one audio stream (the first of each in the PMT), other codecs (reported as
 //! [`TsEvent::Unsupported`]), PCR (no clock recovery: timing comes from PTS/DTS), scrambled
 //! packets (counted, dropped), 192- and 204-byte packets. See docs/protocols.md.
 
@@ -34,10 +35,10 @@ mod tests;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use media::{AacConfig, AccessUnit, AvcConfig};
+use media::{AacConfig, AccessUnit, AvcConfig, HevcConfig};
 
 use adts::AdtsAssembler;
-use h264::AvcAssembler;
+use h264::{AvcAssembler, VideoCodec};
 use packet::{PACKET_SIZE, SYNC_BYTE, parse_packet};
 use pes::{PesAssembler, PesHeader, PesProgress, TimestampUnwrapper, parse_pes_header};
 use psi::{SectionAssembler, SectionOutput};
@@ -157,9 +158,13 @@ pub struct ProgramInfo {
 pub enum TsEvent {
     /// A new program map (the first, or a new version).
     Program(ProgramInfo),
-    /// The video track's parameters (first, and each time they change). Reported before the
-    /// first access unit that uses them.
+    /// The H.264 video track's parameters (first, and each time they change). Reported before
+    /// the first access unit that uses them.
     VideoConfig(AvcConfig),
+    /// The same for an HEVC video track (stream_type 0x24), whose units are [`Codec::H265`].
+    ///
+    /// [`Codec::H265`]: media::Codec::H265
+    HevcConfig(HevcConfig),
     /// The audio track's parameters (first, and each time they change).
     AudioConfig(AacConfig),
     /// One access unit: video pts/dts on 90 kHz, audio on its sample rate, both unwrapped
@@ -174,8 +179,8 @@ pub enum TsEvent {
         section: Bytes,
         pts_context: Option<i64>,
     },
-    /// A stream the PMT lists that is not read: a codec not supported yet (HEVC comes with
-    /// the HEVC packager), or a second video or audio stream.
+    /// A stream the PMT lists that is not read: a codec not supported, or a second video or
+    /// audio stream.
     Unsupported {
         pid: u16,
         stream_type: u8,
@@ -577,7 +582,7 @@ impl TsDemuxer {
                 _ if reserved => self
                     .events
                     .push_back(unsupported("PID already in use in this program")),
-                stream_type::H264 if info.video_pid.is_none() => {
+                stream_type::H264 | stream_type::HEVC if info.video_pid.is_none() => {
                     info.video_pid = Some(stream.pid);
                     roles.push((stream.pid, stream.stream_type));
                 }
@@ -585,13 +590,12 @@ impl TsDemuxer {
                     info.audio_pid = Some(stream.pid);
                     roles.push((stream.pid, stream.stream_type));
                 }
-                stream_type::H264 | stream_type::AAC_ADTS => self.events.push_back(unsupported(
-                    "a second stream of its kind (only the first is read)",
-                )),
+                stream_type::H264 | stream_type::HEVC | stream_type::AAC_ADTS => {
+                    self.events.push_back(unsupported(
+                        "a second stream of its kind (only the first is read)",
+                    ))
+                }
                 stream_type::SCTE35 => roles.push((stream.pid, stream.stream_type)),
-                stream_type::HEVC => self
-                    .events
-                    .push_back(unsupported("HEVC is not supported yet")),
                 _ => self.events.push_back(unsupported("codec not supported")),
             }
         }
@@ -614,7 +618,14 @@ impl TsDemuxer {
                 continue;
             }
             let role = match kind {
-                stream_type::H264 => PidRole::Video(PesAssembler::default(), Box::default()),
+                stream_type::H264 => PidRole::Video(
+                    PesAssembler::default(),
+                    Box::new(AvcAssembler::new(VideoCodec::H264)),
+                ),
+                stream_type::HEVC => PidRole::Video(
+                    PesAssembler::default(),
+                    Box::new(AvcAssembler::new(VideoCodec::Hevc)),
+                ),
                 stream_type::AAC_ADTS => {
                     PidRole::Audio(PesAssembler::default(), AdtsAssembler::default())
                 }
@@ -648,7 +659,10 @@ impl TsDemuxer {
 /// The stream_type behind a PID's role, to tell whether a new PMT changed it.
 fn role_stream_type(role: &PidRole) -> Option<u8> {
     match role {
-        PidRole::Video(..) => Some(stream_type::H264),
+        PidRole::Video(_, video) => Some(match video.codec() {
+            VideoCodec::H264 => stream_type::H264,
+            VideoCodec::Hevc => stream_type::HEVC,
+        }),
         PidRole::Audio(..) => Some(stream_type::AAC_ADTS),
         PidRole::Scte35(_) => Some(stream_type::SCTE35),
         PidRole::Pat(_) | PidRole::Pmt(_) => None,

@@ -479,22 +479,43 @@ fn media_waits_for_its_config_and_bad_pes_are_counted() {
 }
 
 #[test]
-fn hevc_only_stream_reports_unsupported_and_nothing_else() {
+fn hevc_only_stream_gives_its_config_and_units() {
+    // x265's first pictures (media crate capture), one picture per PES, no AUDs.
+    let stream: &[u8] = include_bytes!("../../../media/tests/data/x265_320x240_main.hevc");
+    let mut pictures: Vec<Vec<u8>> = Vec::new();
+    for nal in media::annex_b::nal_units(stream) {
+        let kind = media::hevc::nal_unit_type(nal).unwrap();
+        // A slice with first_slice_segment_in_pic_flag starts a picture, unless the parameter
+        // sets and SEI before it already opened one.
+        let opened = pictures.last().is_some_and(|p| {
+            media::annex_b::nal_units(p).all(|n| media::hevc::nal_unit_type(n) >= Some(32))
+        });
+        if pictures.is_empty() || (kind < 32 && nal[2] & 0x80 != 0 && !opened) {
+            pictures.push(Vec::new());
+        }
+        let picture = pictures.last_mut().unwrap();
+        picture.extend_from_slice(&[0, 0, 0, 1]);
+        picture.extend_from_slice(nal);
+    }
+    assert_eq!(pictures.len(), 5);
     let mut w = Writer::default();
     w.pat();
     w.pmt(0, &[(0x24, VIDEO_PID)]);
-    w.pes(VIDEO_PID, 0xe0, Some(3000), None, &[0, 0, 1, 0x40, 1, 2, 3]);
+    for (index, picture) in pictures.iter().enumerate() {
+        w.pes(VIDEO_PID, 0xe0, Some(3600 * index as u64), None, picture);
+    }
     let (events, counters) = demux_all(&w.out);
-    assert!(matches!(
-        events[0],
-        TsEvent::Unsupported {
-            stream_type: 0x24,
-            pid: VIDEO_PID,
-            ..
-        }
-    ));
-    assert!(matches!(events[1], TsEvent::Program(_)));
-    assert_eq!(events.len(), 2);
-    assert_eq!(counters.errors(), 0);
+    assert_eq!(counters.errors(), 0, "{counters:?}");
+    assert!(matches!(events[0], TsEvent::Program(_)), "{:?}", events[0]);
+    let TsEvent::HevcConfig(config) = &events[1] else {
+        panic!("{:?}", events[1]);
+    };
+    assert_eq!((config.width, config.height), (320, 240));
+    assert_eq!(config.codec_string(), "hvc1.1.6.L60.90");
+    let video = units(&events, Codec::H265);
+    assert_eq!(video.len(), 5);
+    let keyframes: Vec<bool> = video.iter().map(|u| u.keyframe).collect();
+    assert_eq!(keyframes, [true, false, false, false, false]);
+    assert_eq!(video[4].pts, 4 * 3600);
     assert_eq!(stream_type_name(0x24), "HEVC");
 }

@@ -30,7 +30,7 @@ pub struct Publication {
 impl Publication {
     pub fn video_config(&self) -> Option<&AvcConfig> {
         self.events.iter().find_map(|event| match event {
-            RtmpEvent::VideoConfig(config) => Some(config),
+            RtmpEvent::VideoConfig(media::TrackConfig::Avc(config)) => Some(config),
             _ => None,
         })
     }

@@ -7,6 +7,7 @@ use media::{AccessUnit, Codec};
 /// `ffmpeg -f lavfi -i testsrc2=size=320x180:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000
 ///  -t 2 -c:v libx264 -preset veryfast -bf 2 -g 30 -keyint_min 30 -sc_threshold 0 -pix_fmt yuv420p
 ///  -b:v 200k -c:a aac -b:a 64k -ac 2 -f mpegts ffmpeg5_mpegts_h264_aac.ts`
+#[allow(dead_code)] // not every test binary that includes this module uses it
 pub const CORPUS: &[u8] = include_bytes!("../data/ffmpeg5_mpegts_h264_aac.ts");
 #[allow(dead_code)] // not every test binary that includes this module uses it
 pub const CORPUS_PATH: &str = concat!(

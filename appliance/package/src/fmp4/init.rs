@@ -1,7 +1,7 @@
 //! The CMAF header (ISO/IEC 23000-19 §7.3.1): `ftyp` + `moov` of one track, with empty sample
 //! tables (the samples live in the fragments) and `mvex`/`trex` announcing fragments.
 
-use media::{AacConfig, AvcConfig, TrackConfig, TrackKind};
+use media::{AacConfig, TrackConfig, TrackKind};
 
 use super::boxes::{put_u16, put_u32, put_unity_matrix, put_zeros, write_box, write_full_box};
 
@@ -60,10 +60,9 @@ fn write_mvhd(out: &mut Vec<u8>, track_id: u32) {
 
 /// §8.3.2. Flags 3: track_enabled | track_in_movie.
 fn write_tkhd(out: &mut Vec<u8>, track_id: u32, config: &TrackConfig) {
-    let (volume, width, height) = match config {
-        TrackConfig::Avc(avc) => (0, avc.width, avc.height),
-        _ if config.kind() == TrackKind::Video => (0, 0, 0),
-        _ => (0x0100, 0, 0),
+    let (volume, (width, height)) = match config.kind() {
+        TrackKind::Video => (0, config.video_size().unwrap_or((0, 0))),
+        TrackKind::Audio => (0x0100, (0, 0)),
     };
     write_full_box(out, b"tkhd", 0, 3, |out| {
         put_zeros(out, 8); // creation_time, modification_time
@@ -121,7 +120,36 @@ fn write_mdia(out: &mut Vec<u8>, config: &TrackConfig) {
             write_full_box(out, b"stsd", 0, 0, |out| match config {
                 TrackConfig::Avc(avc) => {
                     put_u32(out, 1); // entry_count
-                    write_avc1(out, avc);
+                    write_visual_sample_entry(
+                        out,
+                        b"avc1",
+                        avc.width,
+                        avc.height,
+                        b"avcC",
+                        &avc.record,
+                    );
+                }
+                TrackConfig::Hevc(hevc) => {
+                    put_u32(out, 1);
+                    write_visual_sample_entry(
+                        out,
+                        b"hvc1",
+                        hevc.width,
+                        hevc.height,
+                        b"hvcC",
+                        &hevc.record,
+                    );
+                }
+                TrackConfig::Av1(av1) => {
+                    put_u32(out, 1);
+                    write_visual_sample_entry(
+                        out,
+                        b"av01",
+                        av1.width,
+                        av1.height,
+                        b"av1C",
+                        &av1.record,
+                    );
                 }
                 TrackConfig::Aac(aac) => {
                     put_u32(out, 1);
@@ -147,14 +175,26 @@ fn put_sample_entry_prefix(out: &mut Vec<u8>) {
     put_u16(out, 1);
 }
 
-/// `avc1` VisualSampleEntry (§12.1.3) with its `avcC` (ISO/IEC 14496-15 §5.4.2.1). `avc1` (not
-/// `avc3`) because parameter sets travel only in `avcC`, as CMAF's `avc1` tracks require.
-fn write_avc1(out: &mut Vec<u8>, avc: &AvcConfig) {
-    write_box(out, b"avc1", |out| {
+/// A VisualSampleEntry (§12.1.3) with its one configuration box:
+/// - `avc1` + `avcC` (ISO/IEC 14496-15 §5.4.2.1). `avc1`, not `avc3`: parameter sets travel in
+///   `avcC`, as CMAF's `avc1` tracks require.
+/// - `hvc1` + `hvcC` (ISO/IEC 14496-15 §8.4.1). `hvc1`, not `hev1`: the record holds every
+///   parameter set (array_completeness 1), which is what Apple's players and CMAF require.
+/// - `av01` + `av1C` (AV1-ISOBMFF §2.2, §2.3): the record's configOBUs carry the sequence
+///   header OBU.
+fn write_visual_sample_entry(
+    out: &mut Vec<u8>,
+    entry: &[u8; 4],
+    width: u32,
+    height: u32,
+    config_box: &[u8; 4],
+    record: &[u8],
+) {
+    write_box(out, entry, |out| {
         put_sample_entry_prefix(out);
         put_zeros(out, 16); // pre_defined, reserved, pre_defined[3]
-        put_u16(out, u16::try_from(avc.width).unwrap_or(u16::MAX));
-        put_u16(out, u16::try_from(avc.height).unwrap_or(u16::MAX));
+        put_u16(out, u16::try_from(width).unwrap_or(u16::MAX));
+        put_u16(out, u16::try_from(height).unwrap_or(u16::MAX));
         put_u32(out, 0x0048_0000); // horizresolution 72 dpi
         put_u32(out, 0x0048_0000); // vertresolution 72 dpi
         put_u32(out, 0); // reserved
@@ -162,7 +202,7 @@ fn write_avc1(out: &mut Vec<u8>, avc: &AvcConfig) {
         put_zeros(out, 32); // compressorname: empty
         put_u16(out, 0x0018); // depth: colour, no alpha
         put_u16(out, 0xffff); // pre_defined = -1
-        write_box(out, b"avcC", |out| out.extend_from_slice(&avc.record));
+        write_box(out, config_box, |out| out.extend_from_slice(record));
     });
 }
 

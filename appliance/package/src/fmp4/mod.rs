@@ -3,7 +3,7 @@
 //!
 //! What we write, box by box, and why the box writer is our own (not `mp4-atom`): see
 //! docs/containers.md. In short: a CMAF header (§7.3.1 of ISO/IEC 23000-19) with empty sample
-//! tables, `mvex`/`trex`, `avc1`+`avcC` or `mp4a`+`esds`; and CMAF segments of one fragment each,
+//! tables, `mvex`/`trex`, `avc1`+`avcC`, `hvc1`+`hvcC`, `av01`+`av1C` or `mp4a`+`esds`; and CMAF segments of one fragment each,
 //! with `tfhd` default-base-is-moof (§8.8.7.1 of ISO/IEC 14496-12), `tfdt` version 1 and a `trun`
 //! that states every sample's duration, size, flags and (when any is non-zero) composition
 //! offset. Not written: `sidx`, edit lists, encryption boxes (`senc`, `pssh`), `emsg`.
@@ -25,7 +25,7 @@ pub struct Sample {
     pub duration: u32,
     /// pts minus dts (non-zero with B-frames).
     pub composition_offset: i32,
-    /// A sync sample (IDR for video; every AAC frame).
+    /// A sync sample (IDR for H.264, IRAP for HEVC, key frame for AV1; every AAC frame).
     pub keyframe: bool,
     /// The sample bytes exactly as they go into `mdat`.
     pub data: Bytes,
@@ -66,7 +66,8 @@ const TRUN_SAMPLE_SIZE: u32 = 0x00_0200;
 const TRUN_SAMPLE_FLAGS: u32 = 0x00_0400;
 const TRUN_COMPOSITION_OFFSETS: u32 = 0x00_0800;
 
-/// The CMAF header of one track: `ftyp` + `moov` (with `avcC` or `esds`, and `mvex`).
+/// The CMAF header of one track: `ftyp` + `moov` (with `avcC`, `hvcC`, `av1C` or `esds`, and
+/// `mvex`).
 pub fn init_segment(track_id: u32, config: &TrackConfig) -> Bytes {
     let mut out = Vec::with_capacity(768);
     init::write_init_segment(&mut out, track_id, config);

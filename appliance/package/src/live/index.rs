@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use media::{AacConfig, AvcConfig, VIDEO_TIMESCALE, rescale};
+use media::{AacConfig, TrackConfig, VIDEO_TIMESCALE, rescale};
 
 use crate::dash::{self, MpdKind};
 use crate::hls::{self, SegmentFormat};
@@ -68,12 +68,13 @@ impl SegmentRecord {
 pub struct PeriodInfo {
     /// Where the Period starts on the output timeline, 90 kHz.
     pub start: i64,
-    pub video: Option<(AvcConfig, String)>,
+    /// The source video track (H.264, HEVC or AV1) and its init segment's name.
+    pub video: Option<(TrackConfig, String)>,
     pub audio: Option<(AacConfig, String)>,
     /// Parameters of each of the stream's rungs in this period (`None`: this publisher's ladder
     /// lacks it). Their init segments share the source's file name (the DASH template is one
     /// per AdaptationSet).
-    pub rungs: Vec<Option<AvcConfig>>,
+    pub rungs: Vec<Option<TrackConfig>>,
     /// Video samples and their total duration published in this period (measured frame rate).
     pub video_samples: u64,
     pub video_ticks: u64,
@@ -82,14 +83,14 @@ pub struct PeriodInfo {
 impl PeriodInfo {
     /// Frames per second as a fraction: the SPS timing if it has one, else measured.
     pub fn frame_rate(&self) -> Option<(u32, u32)> {
-        let (avc, _) = self.video.as_ref()?;
-        self.rendition_frame_rate(avc)
+        let (video, _) = self.video.as_ref()?;
+        self.rendition_frame_rate(video)
     }
 
     /// A video rendition's frame rate: its SPS timing, else the source's measured rate (a rung
     /// has the source's pictures).
-    pub fn rendition_frame_rate(&self, avc: &AvcConfig) -> Option<(u32, u32)> {
-        if let Some(rate) = avc.frame_rate.filter(|&(num, den)| num > 0 && den > 0) {
+    pub fn rendition_frame_rate(&self, video: &TrackConfig) -> Option<(u32, u32)> {
+        if let Some(rate) = video.frame_rate().filter(|&(num, den)| num > 0 && den > 0) {
             return Some(rate);
         }
         if self.video_ticks == 0 {
@@ -292,9 +293,9 @@ impl SegmentIndex {
         let audio_codec = audio
             .filter(|_| context.has_audio)
             .map(|(aac, _)| aac.codec_string());
-        let codecs = |video: Option<&AvcConfig>| {
+        let codecs = |video: Option<&TrackConfig>| {
             let mut codecs = Vec::with_capacity(2);
-            codecs.extend(video.map(AvcConfig::codec_string));
+            codecs.extend(video.map(TrackConfig::codec_string));
             codecs.extend(audio_codec.clone());
             codecs
         };
@@ -303,8 +304,8 @@ impl SegmentIndex {
             variants.push(hls::Variant {
                 bandwidth: rates.peak_total,
                 average_bandwidth: rates.average_total(),
-                codecs: codecs(video.map(|(avc, _)| avc)),
-                resolution: video.map(|(avc, _)| (avc.width, avc.height)),
+                codecs: codecs(video.map(|(video, _)| video)),
+                resolution: video.and_then(|(video, _)| video.video_size()),
                 frame_rate: period.and_then(PeriodInfo::frame_rate),
                 uri: "source/index.m3u8".into(),
             });
@@ -318,7 +319,7 @@ impl SegmentIndex {
                     bandwidth: rate.peak_total,
                     average_bandwidth: rate.average_total(),
                     codecs: codecs(Some(avc)),
-                    resolution: Some((avc.width, avc.height)),
+                    resolution: avc.video_size(),
                     frame_rate: info.rendition_frame_rate(avc),
                     uri: format!("{name}/index.m3u8"),
                 });
@@ -389,15 +390,17 @@ impl SegmentIndex {
                 .as_ref()
                 .filter(|_| context.has_video)
                 .map(|(avc, _)| {
-                    let representation =
-                        |id: &str, avc: &AvcConfig, bandwidth: u64| dash::VideoRepresentation {
+                    let representation = |id: &str, video: &TrackConfig, bandwidth: u64| {
+                        let (width, height) = video.video_size().unwrap_or((0, 0));
+                        dash::VideoRepresentation {
                             id: id.to_owned(),
-                            codecs: avc.codec_string(),
-                            width: avc.width,
-                            height: avc.height,
-                            frame_rate: info.rendition_frame_rate(avc).unwrap_or((30, 1)),
+                            codecs: video.codec_string(),
+                            width,
+                            height,
+                            frame_rate: info.rendition_frame_rate(video).unwrap_or((30, 1)),
                             bandwidth,
-                        };
+                        }
+                    };
                     let mut representations = vec![representation(
                         dash::VIDEO_REPRESENTATION,
                         avc,

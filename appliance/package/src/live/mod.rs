@@ -58,8 +58,8 @@ pub struct Rendition {
     /// Folder and DASH Representation id, e.g. `720p`: letters, digits, `-`, `_`, `.`, and not
     /// `source`, `audio` or `ts`.
     pub name: String,
-    /// The rung's parameter sets (its init segment, CODECS, RESOLUTION).
-    pub avc: AvcConfig,
+    /// The rung's codec parameters (its init segment, CODECS, RESOLUTION): H.264 or AV1.
+    pub track: TrackConfig,
 }
 
 /// Whether `name` can be a rung's folder.
@@ -128,7 +128,7 @@ pub enum PackagerOutput {
 /// One publisher's time on the stream.
 #[derive(Debug)]
 struct Session {
-    video: Option<AvcConfig>,
+    video: Option<TrackConfig>,
     audio: Option<AacConfig>,
     period: usize,
     /// Created at the first unit, when the session's place on the timeline is known.
@@ -221,7 +221,12 @@ impl LivePackager {
         video: Option<AvcConfig>,
         audio: Option<AacConfig>,
     ) {
-        self.handle_start_renditions(wall_clock_ms, video, audio, Vec::new());
+        self.handle_start_tracks(
+            wall_clock_ms,
+            video.map(TrackConfig::Avc),
+            audio,
+            Vec::new(),
+        );
     }
 
     /// As [`Self::handle_start`], with transcoded video renditions beside the source. Their
@@ -238,6 +243,22 @@ impl LivePackager {
         audio: Option<AacConfig>,
         rungs: Vec<Rendition>,
     ) {
+        self.handle_start_tracks(wall_clock_ms, video.map(TrackConfig::Avc), audio, rungs);
+    }
+
+    /// As [`Self::handle_start_renditions`] with a source video track of any codec the CMAF
+    /// muxer writes ([`TrackConfig::Avc`], [`TrackConfig::Hevc`], [`TrackConfig::Av1`]); the
+    /// codec strings of the playlists and MPD come from [`TrackConfig::codec_string`]. The
+    /// MPEG-TS variant carries H.264 and HEVC; a stream with AV1 video has none (no TS
+    /// segments, `ts/index.m3u8` is not published): see [`crate::ts::carries_video`].
+    pub fn handle_start_tracks(
+        &mut self,
+        wall_clock_ms: i64,
+        video: Option<TrackConfig>,
+        audio: Option<AacConfig>,
+        rungs: Vec<Rendition>,
+    ) {
+        let video = video.filter(|video| video.kind() == TrackKind::Video);
         if self.ended {
             return;
         }
@@ -263,13 +284,13 @@ impl LivePackager {
         let audio = audio.filter(|_| has_audio);
         let names = self.rung_names.as_deref().unwrap_or_default();
         let stream_index = |rung: &Rendition| names.iter().position(|n| *n == rung.name);
-        let mut period_rungs: Vec<Option<AvcConfig>> = vec![None; names.len()];
+        let mut period_rungs: Vec<Option<TrackConfig>> = vec![None; names.len()];
         let mut session_rungs = Vec::with_capacity(rungs.len());
         for rung in &rungs {
             let index = stream_index(rung)
                 .filter(|&i| video.is_some() && period_rungs.get(i).is_some_and(Option::is_none));
             if let Some(slot) = index.and_then(|i| period_rungs.get_mut(i)) {
-                *slot = Some(rung.avc.clone());
+                *slot = Some(rung.track.clone());
             }
             session_rungs.push(SessionRung {
                 stream_index: index,
@@ -279,15 +300,15 @@ impl LivePackager {
         }
         let period = self.index.periods.len();
         let previous = self.index.periods.last();
-        let video_init = video.as_ref().map(|avc| {
+        let video_init = video.as_ref().map(|video| {
             // The rungs share the source's init name (one DASH template for the video
             // AdaptationSet), so a change in any of them is a new name.
             let same = previous
                 .filter(|p| p.rungs == period_rungs)
                 .and_then(|p| p.video.as_ref())
-                .filter(|(v, _)| v == avc);
+                .filter(|(v, _)| v == video);
             let name = same.map_or_else(|| init_name(period), |(_, name)| name.clone());
-            (avc.clone(), name)
+            (video.clone(), name)
         });
         let audio_init = audio.as_ref().map(|aac| {
             let same = previous
@@ -306,7 +327,8 @@ impl LivePackager {
         });
         self.session = Some(Session {
             ts: (video.is_some() || audio.is_some())
-                .then(|| TsMuxer::new(video.clone(), audio.clone())),
+                .then(|| TsMuxer::with_video(video.clone(), audio.clone()))
+                .flatten(),
             video,
             audio,
             period,
@@ -377,7 +399,7 @@ impl LivePackager {
             let frame = session
                 .video
                 .as_ref()
-                .and_then(|avc| avc.frame_rate)
+                .and_then(TrackConfig::frame_rate)
                 .filter(|&(num, den)| num > 0 && den > 0)
                 .map_or(3000, |(num, den)| {
                     i64::from(den) * i64::from(VIDEO_TIMESCALE) / i64::from(num)
@@ -540,8 +562,8 @@ impl LivePackager {
         let first_in_period = !session.init_published;
         if first_in_period {
             session.init_published = true;
-            if let Some((avc, name)) = &period.video {
-                let body = fmp4::init_segment(VIDEO_TRACK_ID, &TrackConfig::Avc(avc.clone()));
+            if let Some((video, name)) = &period.video {
+                let body = fmp4::init_segment(VIDEO_TRACK_ID, video);
                 put(
                     outputs,
                     format!("source/{name}"),
@@ -550,10 +572,9 @@ impl LivePackager {
                 );
             }
             if let Some((_, name)) = &period.video {
-                for (rung, avc) in rung_names.iter().zip(&period.rungs) {
-                    if let Some(avc) = avc {
-                        let body =
-                            fmp4::init_segment(VIDEO_TRACK_ID, &TrackConfig::Avc(avc.clone()));
+                for (rung, video) in rung_names.iter().zip(&period.rungs) {
+                    if let Some(video) = video {
+                        let body = fmp4::init_segment(VIDEO_TRACK_ID, video);
                         put(
                             outputs,
                             format!("{rung}/{name}"),
@@ -785,15 +806,24 @@ impl LivePackager {
                 text(body),
             );
         }
-        let body = self
+        // No TS variant for video the TS muxer does not carry (AV1): no playlist of gaps.
+        let ts_variant = self
             .index
-            .media_playlist(&context, SegmentFormat::Ts, |r| Some(&r.ts));
-        put(
-            &mut self.outputs,
-            "ts/index.m3u8".into(),
-            playlist,
-            text(body),
-        );
+            .periods
+            .last()
+            .and_then(|p| p.video.as_ref())
+            .is_none_or(|(video, _)| crate::ts::carries_video(video));
+        if ts_variant {
+            let body = self
+                .index
+                .media_playlist(&context, SegmentFormat::Ts, |r| Some(&r.ts));
+            put(
+                &mut self.outputs,
+                "ts/index.m3u8".into(),
+                playlist,
+                text(body),
+            );
+        }
         let body = self.index.multivariant_playlist(&context, &self.rates);
         put(&mut self.outputs, "index.m3u8".into(), playlist, text(body));
         let body = self.index.mpd(&context, &self.rates);

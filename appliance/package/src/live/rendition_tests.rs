@@ -16,11 +16,11 @@ fn rungs() -> Vec<Rendition> {
     vec![
         Rendition {
             name: "360p".into(),
-            avc: rung_avc(640, 360, 0x1e),
+            track: TrackConfig::Avc(rung_avc(640, 360, 0x1e)),
         },
         Rendition {
             name: "180p".into(),
-            avc: rung_avc(320, 180, 0x0d),
+            track: TrackConfig::Avc(rung_avc(320, 180, 0x0d)),
         },
     ]
 }
@@ -274,11 +274,11 @@ fn bad_rendition_names_and_indexes_are_ignored() {
     let mut renditions = rungs();
     renditions.push(Rendition {
         name: "source".into(),
-        avc: avc(1280),
+        track: TrackConfig::Avc(avc(1280)),
     });
     renditions.push(Rendition {
         name: "a/b".into(),
-        avc: avc(1280),
+        track: TrackConfig::Avc(avc(1280)),
     });
     renditions.push(renditions[0].clone());
     packager.handle_start_renditions(T0, Some(avc(1280)), None, renditions);

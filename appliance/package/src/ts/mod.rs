@@ -1,9 +1,13 @@
 //! MPEG-TS muxer (ISO/IEC 13818-1) for HLS TS segments (RFC 8216 §3.2): PAT, PMT, PES with
-//! PTS/DTS, PCR on the video PID, continuity counters, H.264 with AUD and in-band SPS/PPS,
-//! AAC in ADTS.
+//! PTS/DTS, PCR on the video PID, continuity counters, H.264 or HEVC with AUD and in-band
+//! parameter sets, AAC in ADTS.
 //!
-//! Layout: one program (number 1), PMT on PID 0x1000, video (stream_type 0x1b) on 0x100, audio
-//! (stream_type 0x0f, ADTS) on 0x101 — the PIDs ffmpeg uses, so captures compare easily. PCR
+//! Layout: one program (number 1), PMT on PID 0x1000, video (stream_type 0x1b for H.264, 0x24
+//! for HEVC, §2.4.4.9 Table 2-34 and Annex B byte streams per ITU-T H.264 / H.265 Annex B) on
+//! 0x100, audio (stream_type 0x0f, ADTS) on 0x101 — the PIDs ffmpeg uses, so captures compare
+//! easily. AV1 is not carried: HLS defines no AV1-in-TS mapping (RFC 8216 §3.2 lists H.264 and
+//! HEVC only, and AOM's AV1-in-MPEG-2-TS draft has no players), so [`TsMuxer::with_video`]
+//! refuses it and a stream with AV1 video has no TS variant. PCR
 //! travels on the video PID, or on the audio PID of an audio-only stream, in the first packet
 //! of each of that PID's PES packets.
 //!
@@ -13,18 +17,18 @@
 //! a B-frame stream's first frames still make valid timestamps. All are modulo 2^33.
 //!
 //! Not done: PCR-only packets (a PID whose frames are more than 100 ms apart, §2.7.2, gets its
-//! PCR less often), SCTE-35, several AAC frames per PES, HEVC, encryption (SAMPLE-AES).
+//! PCR less often), SCTE-35, several AAC frames per PES, AV1, encryption (SAMPLE-AES).
 
 mod packet;
 
-use media::{AacConfig, AccessUnit, AvcConfig, Codec, VIDEO_TIMESCALE, rescale};
+use media::{AacConfig, AccessUnit, AvcConfig, Codec, TrackConfig, VIDEO_TIMESCALE, hevc, rescale};
 
 use packet::{Continuity, FirstPacket, put_pes_header, write_packets, write_section};
 pub use packet::{PACKET_SIZE, TIMESTAMP_MODULUS, crc32_mpeg2};
 
 /// PID of the PMT.
 pub const PMT_PID: u16 = 0x1000;
-/// PID of the H.264 elementary stream.
+/// PID of the video (H.264 or HEVC) elementary stream.
 pub const VIDEO_PID: u16 = 0x100;
 /// PID of the AAC elementary stream.
 pub const AUDIO_PID: u16 = 0x101;
@@ -35,6 +39,7 @@ pub const TIMESTAMP_OFFSET: i64 = 63_000;
 
 const PAT_PID: u16 = 0;
 const STREAM_TYPE_H264: u8 = 0x1b;
+const STREAM_TYPE_HEVC: u8 = 0x24;
 const STREAM_TYPE_AAC_ADTS: u8 = 0x0f;
 const STREAM_ID_VIDEO: u8 = 0xe0;
 const STREAM_ID_AUDIO: u8 = 0xc0;
@@ -48,12 +53,46 @@ const START_CODE: [u8; 4] = [0, 0, 0, 1];
 const ACCESS_UNIT_DELIMITER: [u8; 6] = [0, 0, 0, 1, 0x09, 0xf0];
 const NAL_TYPE_SPS: u8 = 7;
 const NAL_TYPE_AUD: u8 = 9;
+/// HEVC access unit delimiter (ITU-T H.265 §7.3.2.5): NAL header of type 35, layer 0,
+/// TemporalId 0, then pic_type 2 (I, P or B slices) and the stop bit. Written by ffmpeg's
+/// muxer too; same reasons as the H.264 one.
+const HEVC_ACCESS_UNIT_DELIMITER: [u8; 7] = [0, 0, 0, 1, 0x46, 0x01, 0x50];
+
+/// What the video PES writer needs to know about a codec's NAL units.
+struct NalSyntax {
+    /// The access unit delimiter written first in every PES, start code included.
+    delimiter: &'static [u8],
+    nal_type: fn(&[u8]) -> Option<u8>,
+    sps_type: u8,
+    aud_type: u8,
+}
+
+const AVC_SYNTAX: NalSyntax = NalSyntax {
+    delimiter: &ACCESS_UNIT_DELIMITER,
+    nal_type: avc_nal_type,
+    sps_type: NAL_TYPE_SPS,
+    aud_type: NAL_TYPE_AUD,
+};
+
+const HEVC_SYNTAX: NalSyntax = NalSyntax {
+    delimiter: &HEVC_ACCESS_UNIT_DELIMITER,
+    nal_type: hevc::nal_unit_type,
+    sps_type: hevc::NAL_SPS,
+    aud_type: hevc::NAL_AUD,
+};
+
+/// Whether the TS variant can carry a video track of this codec (H.264 and HEVC; see the
+/// module docs for why not AV1).
+pub fn carries_video(config: &TrackConfig) -> bool {
+    matches!(config, TrackConfig::Avc(_) | TrackConfig::Hevc(_))
+}
 
 /// Muxes one stream's access units into 188-byte TS packets. Continuity counters run on across
 /// segments, as a player joining segments expects.
 #[derive(Debug)]
 pub struct TsMuxer {
-    video: Option<AvcConfig>,
+    /// An [`TrackConfig::Avc`] or [`TrackConfig::Hevc`]; see [`carries_video`].
+    video: Option<TrackConfig>,
     audio: Option<AacConfig>,
     pat_continuity: Continuity,
     pmt_continuity: Continuity,
@@ -70,6 +109,19 @@ pub struct TsMuxer {
 impl TsMuxer {
     /// A muxer for a stream with the given tracks (at least one).
     pub fn new(video: Option<AvcConfig>, audio: Option<AacConfig>) -> Self {
+        Self::build(video.map(TrackConfig::Avc), audio)
+    }
+
+    /// A muxer for a stream whose video is H.264 or HEVC; `None` when `video` is a codec the
+    /// TS variant does not carry ([`carries_video`]: AV1, or an audio config).
+    pub fn with_video(video: Option<TrackConfig>, audio: Option<AacConfig>) -> Option<Self> {
+        if video.as_ref().is_some_and(|video| !carries_video(video)) {
+            return None;
+        }
+        Some(Self::build(video, audio))
+    }
+
+    fn build(video: Option<TrackConfig>, audio: Option<AacConfig>) -> Self {
         TsMuxer {
             video,
             audio,
@@ -88,11 +140,30 @@ impl TsMuxer {
     /// Continuity counters run on; when the set of tracks changes, the PMT's version_number
     /// advances so that receivers that cache the PMT read the new one (§2.4.4.9).
     pub fn set_tracks(&mut self, video: Option<AvcConfig>, audio: Option<AacConfig>) {
-        if video.is_some() != self.video.is_some() || audio.is_some() != self.audio.is_some() {
+        // An H.264 config is always carried.
+        let _ = self.set_video_tracks(video.map(TrackConfig::Avc), audio);
+    }
+
+    /// As [`Self::set_tracks`] for any video codec; returns false, changing nothing, when the
+    /// TS variant does not carry `video` ([`carries_video`]). A change of video codec counts
+    /// as a change of the set of tracks (the stream_type differs).
+    pub fn set_video_tracks(
+        &mut self,
+        video: Option<TrackConfig>,
+        audio: Option<AacConfig>,
+    ) -> bool {
+        if video.as_ref().is_some_and(|video| !carries_video(video)) {
+            return false;
+        }
+        let video_codec = |video: &Option<TrackConfig>| video.as_ref().map(TrackConfig::codec);
+        if video_codec(&video) != video_codec(&self.video)
+            || audio.is_some() != self.audio.is_some()
+        {
             self.pmt_version = (self.pmt_version + 1) & 0x1f;
         }
         self.video = video;
         self.audio = audio;
+        true
     }
 
     /// The PID that carries the PCR: video's, or audio's in an audio-only stream
@@ -150,7 +221,13 @@ impl TsMuxer {
         ]);
         let mut len = 12;
         let streams = [
-            self.video.as_ref().map(|_| (STREAM_TYPE_H264, VIDEO_PID)),
+            self.video.as_ref().map(|video| {
+                let stream_type = match video {
+                    TrackConfig::Hevc(_) => STREAM_TYPE_HEVC,
+                    _ => STREAM_TYPE_H264,
+                };
+                (stream_type, VIDEO_PID)
+            }),
             self.audio
                 .as_ref()
                 .map(|_| (STREAM_TYPE_AAC_ADTS, AUDIO_PID)),
@@ -166,7 +243,8 @@ impl TsMuxer {
     }
 
     /// Writes one access unit as a PES. Video units are converted to Annex B with an AUD (and
-    /// SPS/PPS before each keyframe); audio units get an ADTS header and their pts is rescaled
+    /// the parameter sets before each keyframe: SPS/PPS, or VPS/SPS/PPS before an HEVC IRAP
+    /// picture, unless the unit carries its own); audio units get an ADTS header and their pts is rescaled
     /// from the sample rate to 90 kHz. Timestamps are written modulo 2^33.
     ///
     /// Units this muxer cannot write are skipped and counted ([`Self::skipped_units`]); NAL
@@ -174,7 +252,7 @@ impl TsMuxer {
     /// ([`Self::malformed_nal_units`]), and the rest of the unit is written.
     pub fn write_unit(&mut self, unit: &AccessUnit, out: &mut Vec<u8>) {
         let written = match unit.codec {
-            Codec::H264 => self.write_video(unit, out),
+            Codec::H264 | Codec::H265 => self.write_video(unit, out),
             Codec::Aac => self.write_audio(unit, out),
             _ => false,
         };
@@ -184,6 +262,18 @@ impl TsMuxer {
     }
 
     fn write_video(&mut self, unit: &AccessUnit, out: &mut Vec<u8>) -> bool {
+        // The unit's codec must be the track's: an HEVC unit in an H.264 track (or the other
+        // way round) would be written under the wrong stream_type.
+        let NalSyntax {
+            delimiter: aud,
+            nal_type,
+            sps_type,
+            aud_type,
+        } = match (&self.video, unit.codec) {
+            (Some(TrackConfig::Avc(_)), Codec::H264) => AVC_SYNTAX,
+            (Some(TrackConfig::Hevc(_)), Codec::H265) => HEVC_SYNTAX,
+            _ => return false,
+        };
         let Some(config) = &self.video else {
             return false;
         };
@@ -192,13 +282,13 @@ impl TsMuxer {
         let dts = (unit.dts != unit.pts).then_some(unit.dts + TIMESTAMP_OFFSET);
         put_pes_header(pes, STREAM_ID_VIDEO, unit.pts + TIMESTAMP_OFFSET, dts, None);
         let header_len = pes.len();
-        pes.extend_from_slice(&ACCESS_UNIT_DELIMITER);
+        pes.extend_from_slice(aud);
 
         let mut has_sps = false;
         let mut valid = 0;
         let malformed = for_each_nal_unit(&unit.payload, |nal| {
-            has_sps |= nal_type(nal) == Some(NAL_TYPE_SPS);
-            valid += usize::from(nal_type(nal) != Some(NAL_TYPE_AUD));
+            has_sps |= nal_type(nal) == Some(sps_type);
+            valid += usize::from(nal_type(nal) != Some(aud_type));
         });
         self.malformed_nal_units += malformed;
         if valid == 0 {
@@ -206,13 +296,13 @@ impl TsMuxer {
         }
         // Parameter sets in the unit itself (a mid-stream change) win over the config's.
         if unit.keyframe && !has_sps {
-            for parameter_set in config.sps.iter().chain(&config.pps) {
+            for parameter_set in parameter_sets(config) {
                 pes.extend_from_slice(&START_CODE);
                 pes.extend_from_slice(parameter_set);
             }
         }
         for_each_nal_unit(&unit.payload, |nal| {
-            if nal_type(nal) != Some(NAL_TYPE_AUD) {
+            if nal_type(nal) != Some(aud_type) {
                 pes.extend_from_slice(&START_CODE);
                 pes.extend_from_slice(nal);
             }
@@ -285,7 +375,17 @@ fn for_each_nal_unit(payload: &[u8], mut visit: impl FnMut(&[u8])) -> u64 {
     malformed
 }
 
-fn nal_type(nal: &[u8]) -> Option<u8> {
+/// The parameter sets a decoder needs before a keyframe, in the order it needs them.
+fn parameter_sets(config: &TrackConfig) -> impl Iterator<Item = &bytes::Bytes> {
+    let (vps, sps, pps): (&[bytes::Bytes], &[bytes::Bytes], &[bytes::Bytes]) = match config {
+        TrackConfig::Avc(avc) => (&[], &avc.sps, &avc.pps),
+        TrackConfig::Hevc(hevc) => (&hevc.vps, &hevc.sps, &hevc.pps),
+        _ => (&[], &[], &[]),
+    };
+    vps.iter().chain(sps).chain(pps)
+}
+
+fn avc_nal_type(nal: &[u8]) -> Option<u8> {
     nal.first().map(|header| header & 0x1f)
 }
 

@@ -1,5 +1,5 @@
 use bytes::Bytes;
-use media::{AacConfig, AccessUnit, AvcConfig, Codec};
+use media::{AacConfig, AccessUnit, AvcConfig, Codec, TrackConfig};
 
 use super::*;
 
@@ -516,4 +516,103 @@ fn changed_tracks_advance_the_pmt_version_and_keep_counters() {
     let section = &pmts[2].payload[1..];
     assert_eq!(section[2], 23, "two streams now");
     assert_eq!(crc32_mpeg2(&section[..26]), 0);
+}
+
+/// An HEVC config with stand-in parameter sets (the muxer copies them, it does not parse them).
+fn hevc_config() -> media::HevcConfig {
+    media::HevcConfig {
+        record: Bytes::new(),
+        vps: vec![Bytes::from_static(&[0x40, 0x01, 0x0c])],
+        sps: vec![Bytes::from_static(&[0x42, 0x01, 0x01])],
+        pps: vec![Bytes::from_static(&[0x44, 0x01, 0xc1])],
+        general_profile_space: 0,
+        general_tier_flag: false,
+        general_profile_idc: 1,
+        general_profile_compatibility_flags: 0x6000_0000,
+        general_constraint_indicator_flags: 0x9000_0000_0000,
+        general_level_idc: 60,
+        width: 320,
+        height: 240,
+        frame_rate: None,
+    }
+}
+
+#[test]
+fn hevc_gets_stream_type_0x24_aud_and_parameter_sets_before_irap() {
+    let config = TrackConfig::Hevc(hevc_config());
+    let mut muxer = TsMuxer::with_video(Some(config), Some(aac_config())).unwrap();
+    let mut out = Vec::new();
+    muxer.write_tables(&mut out);
+    let pmt = &out[PACKET_SIZE + 5..];
+    assert_eq!(pmt[12..15], [0x24, 0xe1, 0x00], "HEVC on the video PID");
+
+    // An IDR_W_RADL (type 19) behind an in-band AUD (type 35), which is replaced by ours.
+    let irap = length_prefixed(&[&[0x46, 0x01, 0x50], &[0x26, 0x01, 0xaf]]);
+    let mut unit = video_unit(3600, 0, true, irap);
+    unit.codec = Codec::H265;
+    let mut out = Vec::new();
+    muxer.write_unit(&unit, &mut out);
+    let packets = parse_packets(&out);
+    assert!(packets[0].random_access());
+    let pes = &pes_packets(&packets, VIDEO_PID)[0];
+    assert_eq!(
+        pes_body(pes),
+        [
+            &[0, 0, 0, 1, 0x46, 0x01, 0x50][..],
+            &[0, 0, 0, 1, 0x40, 0x01, 0x0c],
+            &[0, 0, 0, 1, 0x42, 0x01, 0x01],
+            &[0, 0, 0, 1, 0x44, 0x01, 0xc1],
+            &[0, 0, 0, 1, 0x26, 0x01, 0xaf],
+        ]
+        .concat()
+    );
+
+    // A trailing picture (type 1): no parameter sets; an H.264 unit is not written into an
+    // HEVC track.
+    let mut unit = video_unit(7200, 3600, false, length_prefixed(&[&[0x02, 0x01, 0xd0]]));
+    unit.codec = Codec::H265;
+    let mut out = Vec::new();
+    muxer.write_unit(&unit, &mut out);
+    let pes = &pes_packets(&parse_packets(&out), VIDEO_PID)[0];
+    assert_eq!(
+        pes_body(pes),
+        [0, 0, 0, 1, 0x46, 0x01, 0x50, 0, 0, 0, 1, 0x02, 0x01, 0xd0]
+    );
+    unit.codec = Codec::H264;
+    muxer.write_unit(&unit, &mut out);
+    assert_eq!(muxer.skipped_units(), 1);
+}
+
+#[test]
+fn av1_is_refused_and_a_codec_change_advances_the_pmt_version() {
+    let av1 = media::Av1Config {
+        record: Bytes::new(),
+        sequence_header: Bytes::new(),
+        seq_profile: 0,
+        seq_level_idx_0: 0,
+        seq_tier_0: false,
+        bit_depth: 8,
+        monochrome: false,
+        chroma_subsampling_x: true,
+        chroma_subsampling_y: true,
+        chroma_sample_position: 0,
+        width: 192,
+        height: 108,
+    };
+    assert!(TsMuxer::with_video(Some(TrackConfig::Av1(av1.clone())), None).is_none());
+    assert!(TsMuxer::with_video(Some(TrackConfig::Aac(aac_config())), None).is_none());
+
+    let mut muxer = TsMuxer::new(Some(avc_config()), Some(aac_config()));
+    let version = |muxer: &mut TsMuxer| {
+        let mut out = Vec::new();
+        muxer.write_tables(&mut out);
+        (out[PACKET_SIZE + 5 + 5] >> 1) & 0x1f
+    };
+    assert_eq!(version(&mut muxer), 0);
+    assert!(!muxer.set_video_tracks(Some(TrackConfig::Av1(av1)), None));
+    assert_eq!(version(&mut muxer), 0, "a refused change changes nothing");
+    assert!(muxer.set_video_tracks(Some(TrackConfig::Hevc(hevc_config())), Some(aac_config())));
+    assert_eq!(version(&mut muxer), 1);
+    assert!(muxer.set_video_tracks(Some(TrackConfig::Hevc(hevc_config())), Some(aac_config())));
+    assert_eq!(version(&mut muxer), 1, "same codecs, same version");
 }

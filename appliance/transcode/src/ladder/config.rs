@@ -8,23 +8,24 @@ use x264::{X264Preset, X264Profile};
 
 use super::LadderError;
 
-/// One H.264 rendition of the ladder.
+/// One rendition of the ladder: H.264 (x264, NVENC) or AV1 (rav1e, SVT-AV1) by its
+/// [`RungEncoder`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RungConfig {
     /// Names the rendition in paths and logs (`720p`).
     pub name: String,
     /// Picture height in pixels (even). The width follows the source's aspect ratio.
     pub height: u32,
-    /// Average bitrate, kbit/s (x264 ABR).
+    /// Average bitrate, kbit/s (x264 ABR, rav1e's target, SVT-AV1's CBR rate).
     pub bitrate_kbps: u32,
     /// VBV peak rate, kbit/s: what HLS BANDWIDTH advertises.
     pub maxrate_kbps: u32,
-    /// VBV buffer, kbit.
+    /// VBV buffer, kbit (SVT-AV1: its rate-control buffer; rav1e has none to set).
     pub vbv_buffer_kbits: u32,
     /// x264 preset: for an x264 rung, and for an NVENC rung that falls back to x264.
     pub preset: X264Preset,
     pub profile: X264Profile,
-    /// Which encoder the rung asks for.
+    /// Which encoder the rung asks for, and so its codec.
     pub encoder: RungEncoder,
     /// NVENC preset (`p1` fastest … `p7` best) when the rung runs on NVENC.
     pub nvenc_preset: NvencPreset,
@@ -32,26 +33,110 @@ pub struct RungConfig {
     pub fallback: GpuFallback,
 }
 
-/// The encoder a rung asks for (`encoder = "x264" | "nvenc"`).
+/// The encoder a rung asks for (`encoder = "x264" | "nvenc" | "rav1e" | "svt-av1"`), which
+/// also fixes the rung's codec ([`RungEncoder::codec`]). The AV1 encoders carry their speed
+/// setting (the rung's `av1_preset` key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RungEncoder {
     X264,
     /// NVIDIA NVENC through libavcodec's `h264_nvenc` (drivers/nvenc), on GPU 0.
     Nvenc,
+    /// AV1 with rav1e (drivers/rav1e): `speed` 0 (slowest) ..= 10 (fastest).
+    Rav1e {
+        speed: u8,
+    },
+    /// AV1 with SVT-AV1 through libavcodec (drivers/libav): `preset` 0 (slowest) ..= 13.
+    SvtAv1 {
+        preset: u8,
+    },
 }
 
+/// The codec of a rung's output (`codec = "h264" | "av1"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RungCodec {
+    H264,
+    Av1,
+}
+
+impl RungCodec {
+    pub fn name(self) -> &'static str {
+        match self {
+            RungCodec::H264 => "h264",
+            RungCodec::Av1 => "av1",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<RungCodec> {
+        [RungCodec::H264, RungCodec::Av1]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
+
+    /// The encoder a rung of this codec gets when it names none: x264 for H.264, and for AV1
+    /// the encoder that was faster at equal quality in docs/transcode.md ("AV1 encoders").
+    pub fn default_encoder(self) -> RungEncoder {
+        match self {
+            RungCodec::H264 => RungEncoder::X264,
+            RungCodec::Av1 => DEFAULT_AV1_ENCODER,
+        }
+    }
+}
+
+/// See [`RungCodec::default_encoder`].
+pub const DEFAULT_AV1_ENCODER: RungEncoder = RungEncoder::SvtAv1 {
+    preset: DEFAULT_SVT_AV1_PRESET,
+};
+/// rav1e's fastest speed: the only one near real time at 360p on one core.
+pub const DEFAULT_RAV1E_SPEED: u8 = 10;
+/// SVT-AV1's preset 12: see docs/transcode.md for its speed and quality against rav1e.
+pub const DEFAULT_SVT_AV1_PRESET: u8 = 12;
+
 impl RungEncoder {
+    /// The config-file name (`x264`, `nvenc`, `rav1e`, `svt-av1`).
     pub fn name(self) -> &'static str {
         match self {
             RungEncoder::X264 => "x264",
             RungEncoder::Nvenc => "nvenc",
+            RungEncoder::Rav1e { .. } => "rav1e",
+            RungEncoder::SvtAv1 { .. } => "svt-av1",
         }
     }
 
+    /// The encoder named `name`, AV1 encoders at their default speed.
     pub fn from_name(name: &str) -> Option<RungEncoder> {
-        [RungEncoder::X264, RungEncoder::Nvenc]
-            .into_iter()
-            .find(|e| e.name() == name)
+        [
+            RungEncoder::X264,
+            RungEncoder::Nvenc,
+            RungEncoder::Rav1e {
+                speed: DEFAULT_RAV1E_SPEED,
+            },
+            RungEncoder::SvtAv1 {
+                preset: DEFAULT_SVT_AV1_PRESET,
+            },
+        ]
+        .into_iter()
+        .find(|e| e.name() == name)
+    }
+
+    pub fn codec(self) -> RungCodec {
+        match self {
+            RungEncoder::X264 | RungEncoder::Nvenc => RungCodec::H264,
+            RungEncoder::Rav1e { .. } | RungEncoder::SvtAv1 { .. } => RungCodec::Av1,
+        }
+    }
+
+    /// This AV1 encoder with its speed setting replaced (`av1_preset`); `None` when `preset`
+    /// is out of the encoder's range or the encoder is not an AV1 one.
+    pub fn with_av1_preset(self, preset: u8) -> Option<RungEncoder> {
+        match self {
+            RungEncoder::Rav1e { .. } if preset <= corecast_rav1e::FASTEST_SPEED => {
+                Some(RungEncoder::Rav1e { speed: preset })
+            }
+            RungEncoder::SvtAv1 { .. } if preset <= libav::SVT_AV1_FASTEST_PRESET => {
+                Some(RungEncoder::SvtAv1 { preset })
+            }
+            _ => None,
+        }
     }
 }
 
@@ -150,6 +235,15 @@ impl LadderConfig {
                     format!("rung {}: {} is not even", rung.name, rung.height),
                 );
             }
+            if matches!(rung.encoder, RungEncoder::SvtAv1 { .. }) && rung.height < 64 {
+                return invalid(
+                    "height",
+                    format!(
+                        "rung {}: {} is below SVT-AV1's 64-pixel minimum",
+                        rung.name, rung.height
+                    ),
+                );
+            }
             if rung.bitrate_kbps == 0 || rung.maxrate_kbps < rung.bitrate_kbps {
                 return invalid(
                     "maxrate_kbps",
@@ -210,6 +304,35 @@ mod tests {
     }
 
     #[test]
+    fn encoder_names_round_trip_and_fix_the_codec() {
+        for encoder in [
+            RungEncoder::X264,
+            RungEncoder::Nvenc,
+            RungEncoder::Rav1e { speed: 10 },
+            RungEncoder::SvtAv1 { preset: 12 },
+        ] {
+            assert_eq!(RungEncoder::from_name(encoder.name()), Some(encoder));
+        }
+        assert_eq!(
+            RungEncoder::from_name("svt-av1").map(RungEncoder::codec),
+            Some(RungCodec::Av1)
+        );
+        assert_eq!(RungEncoder::Nvenc.codec(), RungCodec::H264);
+        assert_eq!(RungCodec::Av1.default_encoder().codec(), RungCodec::Av1);
+        assert_eq!(RungCodec::from_name("av1"), Some(RungCodec::Av1));
+        assert_eq!(
+            RungEncoder::Rav1e { speed: 10 }.with_av1_preset(6),
+            Some(RungEncoder::Rav1e { speed: 6 })
+        );
+        assert_eq!(RungEncoder::Rav1e { speed: 10 }.with_av1_preset(11), None);
+        assert_eq!(
+            RungEncoder::SvtAv1 { preset: 12 }.with_av1_preset(13),
+            Some(RungEncoder::SvtAv1 { preset: 13 })
+        );
+        assert_eq!(RungEncoder::X264.with_av1_preset(5), None);
+    }
+
+    #[test]
     fn bad_configs_are_refused() {
         assert!(LadderConfig::default().check().is_ok());
         let mut odd = LadderConfig::default();
@@ -227,6 +350,16 @@ mod tests {
             peak.check(),
             Err(LadderError::Config {
                 setting: "maxrate_kbps",
+                ..
+            })
+        ));
+        let mut tiny_svt = LadderConfig::default();
+        tiny_svt.rungs[3].height = 36;
+        tiny_svt.rungs[3].encoder = RungEncoder::SvtAv1 { preset: 12 };
+        assert!(matches!(
+            tiny_svt.check(),
+            Err(LadderError::Config {
+                setting: "height",
                 ..
             })
         ));

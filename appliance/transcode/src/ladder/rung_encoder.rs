@@ -1,11 +1,14 @@
-//! The encoder of one rung: x264, or NVENC with its fallback rule (docs/transcode.md, "GPU
-//! rungs"). Both implement [`VideoEncoder`]; this enum keeps the ladder free of trait objects
-//! and keeps each encoder's typed errors.
+//! The encoder of one rung: x264, NVENC with its fallback rule (docs/transcode.md, "GPU
+//! rungs"), or an AV1 encoder (rav1e, SVT-AV1; docs/transcode.md, "AV1 rungs"). All implement
+//! [`VideoEncoder`]; this enum keeps the ladder free of trait objects and keeps each encoder's
+//! typed errors.
 
 use std::sync::{Mutex, PoisonError};
 
+use corecast_rav1e::{Rav1eEncoder, Rav1eError, Rav1eSettings};
+use libav::{LibavError, SvtAv1Encoder, SvtAv1Settings};
 use media::encode::{RawVideoFrame, VideoEncoder};
-use media::{AccessUnit, AvcConfig};
+use media::{AccessUnit, TrackConfig};
 use nvenc::{NvencEncoder, NvencError, NvencProfile, NvencSettings, NvencTune};
 use x264::{X264Encoder, X264Profile, X264Settings};
 
@@ -16,6 +19,8 @@ use super::config::{GpuFallback, RungConfig, RungEncoder};
 pub(super) enum RungVideoEncoder {
     X264(X264Encoder),
     Nvenc(Box<NvencEncoder>),
+    Rav1e(Box<Rav1eEncoder>),
+    SvtAv1(Box<SvtAv1Encoder>),
 }
 
 impl RungVideoEncoder {
@@ -34,8 +39,19 @@ impl RungVideoEncoder {
                     source,
                 })
         };
-        if rung.encoder == RungEncoder::X264 {
-            return Ok((x264_encoder(x264)?, None));
+        match rung.encoder {
+            RungEncoder::X264 => return Ok((x264_encoder(x264)?, None)),
+            RungEncoder::Rav1e { speed } => {
+                let encoder = Rav1eEncoder::new(rav1e_settings(&x264, speed))
+                    .map_err(|source| rav1e_error(&rung.name, source))?;
+                return Ok((RungVideoEncoder::Rav1e(Box::new(encoder)), None));
+            }
+            RungEncoder::SvtAv1 { preset } => {
+                let encoder = SvtAv1Encoder::new(svt_av1_settings(&x264, preset))
+                    .map_err(|source| svt_av1_error(&rung.name, source))?;
+                return Ok((RungVideoEncoder::SvtAv1(Box::new(encoder)), None));
+            }
+            RungEncoder::Nvenc => {}
         }
         match NvencEncoder::new(nvenc_settings(rung, &x264)) {
             Ok(encoder) => Ok((RungVideoEncoder::Nvenc(Box::new(encoder)), None)),
@@ -60,13 +76,22 @@ impl RungVideoEncoder {
         match self {
             RungVideoEncoder::X264(_) => RungEncoder::X264,
             RungVideoEncoder::Nvenc(_) => RungEncoder::Nvenc,
+            RungVideoEncoder::Rav1e(encoder) => RungEncoder::Rav1e {
+                speed: encoder.settings().speed,
+            },
+            RungVideoEncoder::SvtAv1(encoder) => RungEncoder::SvtAv1 {
+                preset: encoder.settings().preset,
+            },
         }
     }
 
-    pub(super) fn avc_config(&self) -> &AvcConfig {
+    /// The rung's codec parameters: its init segment and CODECS string.
+    pub(super) fn track_config(&self) -> TrackConfig {
         match self {
-            RungVideoEncoder::X264(encoder) => encoder.avc_config(),
-            RungVideoEncoder::Nvenc(encoder) => encoder.avc_config(),
+            RungVideoEncoder::X264(encoder) => encoder.track_config(),
+            RungVideoEncoder::Nvenc(encoder) => encoder.track_config(),
+            RungVideoEncoder::Rav1e(encoder) => encoder.track_config(),
+            RungVideoEncoder::SvtAv1(encoder) => encoder.track_config(),
         }
     }
 
@@ -83,6 +108,12 @@ impl RungVideoEncoder {
             RungVideoEncoder::Nvenc(encoder) => encoder
                 .submit(frame, force_idr)
                 .map_err(|source| nvenc_error(rung, source)),
+            RungVideoEncoder::Rav1e(encoder) => encoder
+                .submit(frame, force_idr)
+                .map_err(|source| rav1e_error(rung, source)),
+            RungVideoEncoder::SvtAv1(encoder) => encoder
+                .submit(frame, force_idr)
+                .map_err(|source| svt_av1_error(rung, source)),
         }
     }
 
@@ -94,6 +125,12 @@ impl RungVideoEncoder {
             RungVideoEncoder::Nvenc(encoder) => encoder
                 .poll_packet()
                 .map_err(|source| nvenc_error(rung, source)),
+            RungVideoEncoder::Rav1e(encoder) => encoder
+                .poll_packet()
+                .map_err(|source| rav1e_error(rung, source)),
+            RungVideoEncoder::SvtAv1(encoder) => encoder
+                .poll_packet()
+                .map_err(|source| svt_av1_error(rung, source)),
         }
     }
 
@@ -105,6 +142,12 @@ impl RungVideoEncoder {
             RungVideoEncoder::Nvenc(encoder) => {
                 encoder.flush().map_err(|source| nvenc_error(rung, source))
             }
+            RungVideoEncoder::Rav1e(encoder) => {
+                encoder.flush().map_err(|source| rav1e_error(rung, source))
+            }
+            RungVideoEncoder::SvtAv1(encoder) => encoder
+                .flush()
+                .map_err(|source| svt_av1_error(rung, source)),
         }
     }
 }
@@ -120,6 +163,53 @@ fn nvenc_error(rung: &str, source: NvencError) -> LadderError {
     LadderError::Nvenc {
         rung: rung.to_owned(),
         source,
+    }
+}
+
+fn rav1e_error(rung: &str, source: Rav1eError) -> LadderError {
+    LadderError::Rav1e {
+        rung: rung.to_owned(),
+        source,
+    }
+}
+
+fn svt_av1_error(rung: &str, source: LibavError) -> LadderError {
+    LadderError::SvtAv1 {
+        rung: rung.to_owned(),
+        source,
+    }
+}
+
+/// The rav1e settings of an AV1 rung: the rung's size, frame rate, average bitrate and thread
+/// budget (the x264 settings the ladder worked out), at `speed`. rav1e's rate control has no
+/// peak or buffer to set.
+pub fn rav1e_settings(x264: &X264Settings, speed: u8) -> Rav1eSettings {
+    Rav1eSettings {
+        width: x264.width,
+        height: x264.height,
+        fps_num: x264.fps_num,
+        fps_den: x264.fps_den,
+        bitrate_kbps: x264.bitrate_kbps,
+        speed,
+        threads: x264.threads,
+        lookahead_frames: 1,
+        keyint_max: None,
+    }
+}
+
+/// The SVT-AV1 settings of an AV1 rung, as [`rav1e_settings`], with the rung's VBV buffer as
+/// SVT-AV1's rate-control buffer.
+pub fn svt_av1_settings(x264: &X264Settings, preset: u8) -> SvtAv1Settings {
+    SvtAv1Settings {
+        width: x264.width,
+        height: x264.height,
+        fps_num: x264.fps_num,
+        fps_den: x264.fps_den,
+        bitrate_kbps: x264.bitrate_kbps,
+        buffer_kbits: x264.vbv_buffer_kbits,
+        preset,
+        threads: x264.threads,
+        keyint_max: None,
     }
 }
 

@@ -25,7 +25,7 @@ fn ffmpeg5_capture_replays_in_any_slicing() {
         }
     );
     let video_config = reference.iter().find_map(|e| match e {
-        RtmpEvent::VideoConfig(config) => Some(config),
+        RtmpEvent::VideoConfig(media::TrackConfig::Avc(config)) => Some(config),
         _ => None,
     });
     let video_config = video_config.unwrap();
@@ -94,7 +94,7 @@ fn gst122_rtmp2sink_capture_replays_in_any_slicing() {
         }
     );
     let video_config = reference.iter().find_map(|e| match e {
-        RtmpEvent::VideoConfig(config) => Some(config),
+        RtmpEvent::VideoConfig(media::TrackConfig::Avc(config)) => Some(config),
         _ => None,
     });
     let video_config = video_config.unwrap();

@@ -20,6 +20,7 @@ use super::handshake::PACKET_LEN;
 use super::{PublishRejection, RtmpError, RtmpEvent, RtmpSession};
 
 mod captures;
+mod enhanced;
 mod rtmp2;
 
 /// ffmpeg 5.1's AVC sequence header body for x264 1280x720 30 fps (see media's avc tests).
@@ -501,7 +502,7 @@ fn media_becomes_access_units_with_bframe_times_and_even_aac() {
     bytes.extend(pair.client.video(133, &avc_body(1, 2, 0, &[])));
     pair.feed(&bytes).unwrap();
 
-    let RtmpEvent::VideoConfig(video) = &pair.events[0] else {
+    let RtmpEvent::VideoConfig(media::TrackConfig::Avc(video)) = &pair.events[0] else {
         panic!("{:?}", pair.events[0]);
     };
     assert_eq!(
