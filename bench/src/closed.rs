@@ -23,9 +23,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use uring::{Completion, OpKind, Ring, RingConfig, Token, tcp_client_socket};
 
-use crate::BenchError;
 use crate::nginx::WrkResult;
 use crate::response::parse_head;
+use crate::{BenchError, MAX_CQ_ENTRIES};
 
 /// What one closed-loop run does.
 #[derive(Debug, Clone)]
@@ -237,7 +237,7 @@ impl LoadWorker {
         let slots = connections.max(1);
         let ring = Ring::new(&RingConfig {
             sq_entries: 4096,
-            cq_entries: slots.saturating_mul(4).clamp(4096, 1 << 17),
+            cq_entries: slots.saturating_mul(4).clamp(4096, MAX_CQ_ENTRIES),
             files: slots,
             recv_buffers: slots.clamp(256, 8192).next_power_of_two() as u16,
             recv_buffer_size: 2048,

@@ -954,7 +954,8 @@ fn run_viewers_case(
             ramp_per_s: (n as f64).max(1000.0),
             warmup: Duration::from_secs(2),
             burst: false,
-            threads: client_cpus.len().max(1),
+            // A ring holds at most RLIMIT_NOFILE connections: more threads past 16,000 viewers.
+            threads: client_cpus.len().max(n.div_ceil(16_000) as usize).max(1),
             source_addresses: None,
             server_pid: Some(pid),
             sample_every: 100,

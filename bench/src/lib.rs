@@ -26,6 +26,10 @@ pub mod transcode;
 pub mod viewers;
 pub mod worker;
 
+/// The kernel's ceiling on a ring's completion queue (`IORING_MAX_CQ_ENTRIES`, 2 × 32,768);
+/// asking for more fails `io_uring_setup` with `EINVAL` (seen at 19,000 viewers on one thread).
+pub const MAX_CQ_ENTRIES: u32 = 1 << 16;
+
 /// Errors of the load generator.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -51,6 +51,8 @@ pub fn render_conf(conf: &NginxConf) -> String {
              location ~ ^{prefix}.*\\.m3u8$ {{ open_file_cache off; }}\n"
         )
     });
+    // worker_connections: all the fd limit (20,000 per process here) allows, less room for the
+    // listener, logs and open_file_cache; nginx holds one fd per connection.
     format!(
         "# Written by corecast-bench compare-nginx: a tuned static origin.\n\
          {user}daemon off;\n\
@@ -60,7 +62,7 @@ pub fn render_conf(conf: &NginxConf) -> String {
          worker_rlimit_nofile 20000;\n\
          pid {state}/nginx.pid;\n\
          error_log {state}/error.log warn;\n\
-         events {{\n    worker_connections 16384;\n}}\n\
+         events {{\n    worker_connections 19900;\n}}\n\
          http {{\n\
          \x20   access_log off;\n\
          \x20   sendfile on;\n\

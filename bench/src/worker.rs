@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use uring::{Completion, OpKind, Ring, RingConfig, Token, tcp_client_socket};
 
-use crate::BenchError;
 use crate::player::{Player, PlayerConfig, PlaylistOutcome, SegmentInfo, Want};
 use crate::playlist::{MediaPlaylist, resolve};
 use crate::response::{BodyKind, check_body, check_prefix, parse_head};
 use crate::stats::{Kind, WorkerStats};
+use crate::{BenchError, MAX_CQ_ENTRIES};
 
 /// Live counters all workers add to, for progress lines.
 #[derive(Debug, Default)]
@@ -248,7 +248,7 @@ impl Worker {
         let slots = plan.viewers.max(1);
         let ring = Ring::new(&RingConfig {
             sq_entries: 4096,
-            cq_entries: slots.saturating_mul(4).clamp(4096, 1 << 17),
+            cq_entries: slots.saturating_mul(4).clamp(4096, MAX_CQ_ENTRIES),
             files: slots,
             recv_buffers: head_buffers,
             recv_buffer_size: 2048,
