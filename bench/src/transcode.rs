@@ -262,27 +262,22 @@ pub fn run_transcode(config: &TranscodeConfig) -> Result<TranscodeReport, BenchE
         let preset = preset_by_name(name)?;
         for round in 1..=config.rounds {
             let (frames, wall, cpu) = run_corecast(&source_config, &units, preset)?;
-            runs.push(TranscodeRun {
-                side: "corecast",
-                preset: name.clone(),
-                round,
-                frames,
-                wall_s: wall,
-                cpu_s: cpu,
-                fps: frames as f64 / wall.max(1e-9),
-            });
-            eprintln!("{:?}", runs.last());
-            let (wall, cpu) = run_ffmpeg(&config.ffmpeg, &media.path, source, name)?;
-            runs.push(TranscodeRun {
-                side: "ffmpeg",
-                preset: name.clone(),
-                round,
-                frames,
-                wall_s: wall,
-                cpu_s: cpu,
-                fps: frames as f64 / wall.max(1e-9),
-            });
-            eprintln!("{:?}", runs.last());
+            let (ffmpeg_wall, ffmpeg_cpu) = run_ffmpeg(&config.ffmpeg, &media.path, source, name)?;
+            for (side, wall_s, cpu_s) in
+                [("corecast", wall, cpu), ("ffmpeg", ffmpeg_wall, ffmpeg_cpu)]
+            {
+                let run = TranscodeRun {
+                    side,
+                    preset: name.clone(),
+                    round,
+                    frames,
+                    wall_s,
+                    cpu_s,
+                    fps: frames as f64 / wall_s.max(1e-9),
+                };
+                eprintln!("{run:?}");
+                runs.push(run);
+            }
         }
     }
     let presets = config
