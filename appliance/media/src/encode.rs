@@ -6,7 +6,131 @@
 //! `Ok(None)`. Units come out in decode order. An encoder knows its [`TrackConfig`] from the
 //! moment it is opened, so an init segment can be written before the first unit.
 
+use std::ops::RangeInclusive;
+
 use crate::{AccessUnit, TrackConfig};
+
+/// One encoder setting out of range: which setting, and why. Each driver maps it into its own
+/// error type's invalid-settings variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidSetting {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+impl InvalidSetting {
+    pub fn new(setting: &'static str, reason: impl Into<String>) -> Self {
+        InvalidSetting {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Checks a picture size: both sides even (4:2:0 chroma has half as many samples each way) and
+/// in `min_side..=max_side`, the limits of the encoder at hand.
+pub fn check_picture_size(
+    width: u32,
+    height: u32,
+    min_side: u32,
+    max_side: u32,
+) -> Result<(), InvalidSetting> {
+    for (setting, value) in [("width", width), ("height", height)] {
+        if !(min_side..=max_side).contains(&value) || !value.is_multiple_of(2) {
+            return Err(InvalidSetting::new(
+                setting,
+                format!("{value} is not even in {min_side}..={max_side}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a frame rate `num / den` (setting `fps`): both parts non-zero, at most 1000 fps.
+pub fn check_frame_rate(num: u32, den: u32) -> Result<(), InvalidSetting> {
+    if num == 0 || den == 0 || u64::from(num) > 1000 * u64::from(den) {
+        return Err(InvalidSetting::new(
+            "fps",
+            format!("{num}/{den} is not in (0, 1000]"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `value` of `setting` (bitrate, threads, preset, ...) lies in `range`.
+pub fn check_in_range(
+    setting: &'static str,
+    value: u32,
+    range: RangeInclusive<u32>,
+) -> Result<(), InvalidSetting> {
+    if !range.contains(&value) {
+        return Err(InvalidSetting::new(
+            setting,
+            format!("{value} is not in {}..={}", range.start(), range.end()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `keyint_max` (frames between automatic key frames; `None` = only forced ones):
+/// 0 frames is refused.
+pub fn check_keyint_max(keyint_max: Option<u32>) -> Result<(), InvalidSetting> {
+    if keyint_max == Some(0) {
+        return Err(InvalidSetting::new("keyint_max", "0 frames"));
+    }
+    Ok(())
+}
+
+/// Implements `From<InvalidSetting>` and `From<FrameMismatch>` for a driver's error enum, so
+/// `?` turns the shared checks into its own variants. The enum must have the variants
+/// `InvalidSettings { setting, reason }`, `FrameSize { width, height, got_width, got_height }`
+/// (the encoder's size, then the picture's) and `PlaneTooSmall { plane }`.
+#[macro_export]
+macro_rules! impl_encoder_error_from {
+    ($error:ident) => {
+        impl ::std::convert::From<$crate::encode::InvalidSetting> for $error {
+            fn from(invalid: $crate::encode::InvalidSetting) -> Self {
+                $error::InvalidSettings {
+                    setting: invalid.setting,
+                    reason: invalid.reason,
+                }
+            }
+        }
+
+        impl ::std::convert::From<$crate::encode::FrameMismatch> for $error {
+            fn from(mismatch: $crate::encode::FrameMismatch) -> Self {
+                match mismatch {
+                    $crate::encode::FrameMismatch::Size {
+                        expected: (width, height),
+                        got: (got_width, got_height),
+                    } => $error::FrameSize {
+                        width,
+                        height,
+                        got_width,
+                        got_height,
+                    },
+                    $crate::encode::FrameMismatch::PlaneTooSmall(plane) => {
+                        $error::PlaneTooSmall { plane }
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// Why a picture does not fit the encoder it was submitted to. Each driver maps it into its
+/// own error type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameMismatch {
+    /// The picture is `got` (width, height), the encoder was opened for `expected`.
+    Size {
+        expected: (u32, u32),
+        got: (u32, u32),
+    },
+    /// This plane (0 = Y, 1 = U, 2 = V) is shorter than its rows at its stride, or its stride
+    /// is narrower than its width.
+    PlaneTooSmall(usize),
+}
 
 /// One raw video picture in planar I420 (YUV 4:2:0, 8-bit, BT.601 limited range), borrowed
 /// from the caller: drivers copy what they need before `submit` returns.
@@ -48,6 +172,18 @@ impl RawVideoFrame<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Checks that this picture is `width` x `height` (the encoder's size) and that its planes
+    /// hold it ([`RawVideoFrame::check_planes`]): what every video encoder checks first.
+    pub fn check_fits(&self, width: u32, height: u32) -> Result<(), FrameMismatch> {
+        if (self.width, self.height) != (width, height) {
+            return Err(FrameMismatch::Size {
+                expected: (width, height),
+                got: (self.width, self.height),
+            });
+        }
+        self.check_planes().map_err(FrameMismatch::PlaneTooSmall)
     }
 }
 
@@ -113,5 +249,143 @@ mod tests {
             ..short
         };
         assert_eq!(narrow.check_planes(), Err(2));
+    }
+
+    #[test]
+    fn check_fits_names_a_size_mismatch_before_short_planes() {
+        let (y, u, v) = (vec![0u8; 4 * 2], vec![0u8; 2], vec![0u8; 2]);
+        let frame = RawVideoFrame {
+            width: 4,
+            height: 2,
+            pts: 0,
+            planes: [&y[..], &u[..], &v[..]],
+            strides: [4, 2, 2],
+        };
+        assert_eq!(frame.check_fits(4, 2), Ok(()));
+        assert_eq!(
+            frame.check_fits(6, 2),
+            Err(FrameMismatch::Size {
+                expected: (6, 2),
+                got: (4, 2)
+            })
+        );
+        let short = RawVideoFrame {
+            planes: [&y[..7], &u[..], &v[..]],
+            ..frame
+        };
+        assert_eq!(short.check_fits(4, 2), Err(FrameMismatch::PlaneTooSmall(0)));
+        let wrong_and_short = RawVideoFrame { width: 2, ..short };
+        assert!(matches!(
+            wrong_and_short.check_fits(4, 2),
+            Err(FrameMismatch::Size { .. })
+        ));
+    }
+
+    /// A driver error enum with the variants `impl_encoder_error_from!` maps into.
+    #[derive(Debug, PartialEq)]
+    enum DriverError {
+        InvalidSettings {
+            setting: &'static str,
+            reason: String,
+        },
+        FrameSize {
+            width: u32,
+            height: u32,
+            got_width: u32,
+            got_height: u32,
+        },
+        PlaneTooSmall {
+            plane: usize,
+        },
+    }
+
+    crate::impl_encoder_error_from!(DriverError);
+
+    #[test]
+    fn shared_errors_map_into_a_driver_enum() {
+        assert_eq!(
+            DriverError::from(InvalidSetting::new("gpu", "64 is not in 0..=63")),
+            DriverError::InvalidSettings {
+                setting: "gpu",
+                reason: "64 is not in 0..=63".into()
+            }
+        );
+        let size = FrameMismatch::Size {
+            expected: (320, 240),
+            got: (640, 240),
+        };
+        assert_eq!(
+            DriverError::from(size),
+            DriverError::FrameSize {
+                width: 320,
+                height: 240,
+                got_width: 640,
+                got_height: 240
+            }
+        );
+        assert_eq!(
+            DriverError::from(FrameMismatch::PlaneTooSmall(2)),
+            DriverError::PlaneTooSmall { plane: 2 }
+        );
+    }
+
+    #[test]
+    fn picture_size_must_be_even_and_inside_the_limits() {
+        assert_eq!(check_picture_size(2, 16384, 2, 16384), Ok(()));
+        assert_eq!(check_picture_size(64, 64, 64, 4096), Ok(()));
+        let error = check_picture_size(321, 240, 2, 16384).unwrap_err();
+        assert_eq!(
+            error,
+            InvalidSetting::new("width", "321 is not even in 2..=16384")
+        );
+        assert_eq!(
+            check_picture_size(320, 62, 64, 4096).unwrap_err().setting,
+            "height"
+        );
+        assert_eq!(
+            check_picture_size(320, 4098, 2, 4096).unwrap_err().setting,
+            "height"
+        );
+        assert_eq!(
+            check_picture_size(2, 240, 4, 4096).unwrap_err().setting,
+            "width"
+        );
+    }
+
+    #[test]
+    fn frame_rate_needs_both_parts_and_at_most_1000_fps() {
+        assert_eq!(check_frame_rate(30, 1), Ok(()));
+        assert_eq!(check_frame_rate(30_000, 1001), Ok(()));
+        assert_eq!(check_frame_rate(1000, 1), Ok(()));
+        assert_eq!(
+            check_frame_rate(1001, 1),
+            Err(InvalidSetting::new("fps", "1001/1 is not in (0, 1000]"))
+        );
+        assert!(check_frame_rate(0, 1).is_err());
+        assert!(check_frame_rate(30, 0).is_err());
+        // A denominator whose thousandfold overflows u32 is still compared correctly.
+        assert_eq!(check_frame_rate(u32::MAX, u32::MAX), Ok(()));
+    }
+
+    #[test]
+    fn in_range_and_keyint_checks_name_the_setting() {
+        assert_eq!(check_in_range("threads", 1, 1..=16), Ok(()));
+        assert_eq!(check_in_range("threads", 16, 1..=16), Ok(()));
+        assert_eq!(
+            check_in_range("threads", 0, 1..=16),
+            Err(InvalidSetting::new("threads", "0 is not in 1..=16"))
+        );
+        assert_eq!(
+            check_in_range("bitrate_kbps", 1_000_001, 1..=1_000_000)
+                .unwrap_err()
+                .reason,
+            "1000001 is not in 1..=1000000"
+        );
+        assert_eq!(check_keyint_max(None), Ok(()));
+        assert_eq!(check_keyint_max(Some(1)), Ok(()));
+        assert_eq!(
+            check_keyint_max(Some(0)),
+            Err(InvalidSetting::new("keyint_max", "0 frames"))
+        );
     }
 }

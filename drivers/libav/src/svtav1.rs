@@ -36,7 +36,10 @@ use bytes::Bytes;
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::{Dictionary, Packet, Rational, codec, encoder, frame, picture};
 use media::av1::temporal_unit_payload;
-use media::encode::{RawVideoFrame, VideoEncoder};
+use media::encode::{
+    FrameMismatch, InvalidSetting, RawVideoFrame, VideoEncoder, check_frame_rate, check_in_range,
+    check_keyint_max, check_picture_size,
+};
 use media::{AccessUnit, Av1Config, Codec, TrackConfig, VIDEO_TIMESCALE};
 
 use crate::{LibavError, quiet_logging};
@@ -85,45 +88,35 @@ impl Default for SvtAv1Settings {
 
 impl SvtAv1Settings {
     fn check(&self) -> Result<(), LibavError> {
-        let invalid =
-            |setting, reason: String| Err(LibavError::InvalidSettings { setting, reason });
-        for (setting, value) in [("width", self.width), ("height", self.height)] {
-            // SVT-AV1 refuses pictures under 64 pixels on a side.
-            if !(64..=16384).contains(&value) || !value.is_multiple_of(2) {
-                return invalid(setting, format!("{value} is not even in 64..=16384"));
-            }
-        }
-        if self.fps_num == 0 || self.fps_den == 0 || self.fps_num > 1000 * self.fps_den {
-            return invalid(
-                "fps",
-                format!("{}/{} is not in (0, 1000]", self.fps_num, self.fps_den),
-            );
-        }
+        self.check_values()
+            .map_err(
+                |InvalidSetting { setting, reason }| LibavError::InvalidSettings {
+                    setting,
+                    reason,
+                },
+            )
+    }
+
+    fn check_values(&self) -> Result<(), InvalidSetting> {
+        // SVT-AV1 refuses pictures under 64 pixels on a side.
+        check_picture_size(self.width, self.height, 64, 16384)?;
+        check_frame_rate(self.fps_num, self.fps_den)?;
         if !(1..=100_000).contains(&self.bitrate_kbps) || self.buffer_kbits > 10_000_000 {
-            return invalid(
+            return Err(InvalidSetting::new(
                 "bitrate_kbps",
                 format!(
                     "{} kbit/s (1..=100000) with a {} kbit buffer",
                     self.bitrate_kbps, self.buffer_kbits
                 ),
-            );
+            ));
         }
-        if self.preset > SVT_AV1_FASTEST_PRESET {
-            return invalid(
-                "preset",
-                format!("{} is not in 0..={SVT_AV1_FASTEST_PRESET}", self.preset),
-            );
-        }
-        if !(1..=MAX_SVT_AV1_THREADS).contains(&self.threads) {
-            return invalid(
-                "threads",
-                format!("{} is not in 1..={MAX_SVT_AV1_THREADS}", self.threads),
-            );
-        }
-        if self.keyint_max == Some(0) {
-            return invalid("keyint_max", "0 frames".to_owned());
-        }
-        Ok(())
+        check_in_range(
+            "preset",
+            u32::from(self.preset),
+            0..=u32::from(SVT_AV1_FASTEST_PRESET),
+        )?;
+        check_in_range("threads", self.threads, 1..=MAX_SVT_AV1_THREADS)?;
+        check_keyint_max(self.keyint_max)
     }
 
     /// The `svtav1-params` string (SVT-AV1's own parameter names, `:`-separated).
@@ -325,17 +318,16 @@ impl VideoEncoder for SvtAv1Encoder {
         if self.flushing {
             return Err(LibavError::SubmitAfterFlush);
         }
-        let size = (self.settings.width, self.settings.height);
-        if (frame.width, frame.height) != size {
-            return Err(LibavError::FrameSize {
-                what: "picture",
-                expected: size,
-                got: (frame.width, frame.height),
-            });
-        }
         frame
-            .check_planes()
-            .map_err(|plane| LibavError::PlaneTooSmall { plane })?;
+            .check_fits(self.settings.width, self.settings.height)
+            .map_err(|mismatch| match mismatch {
+                FrameMismatch::Size { expected, got } => LibavError::FrameSize {
+                    what: "picture",
+                    expected,
+                    got,
+                },
+                FrameMismatch::PlaneTooSmall(plane) => LibavError::PlaneTooSmall { plane },
+            })?;
         if force_idr {
             // A fresh instance starts with a key frame (see the module docs).
             self.finish_instance()?;

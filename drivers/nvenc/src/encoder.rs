@@ -215,17 +215,7 @@ impl VideoEncoder for NvencEncoder {
         if self.flushing {
             return Err(NvencError::SubmitAfterFlush);
         }
-        if (frame.width, frame.height) != (self.settings.width, self.settings.height) {
-            return Err(NvencError::FrameSize {
-                width: self.settings.width,
-                height: self.settings.height,
-                got_width: frame.width,
-                got_height: frame.height,
-            });
-        }
-        frame
-            .check_planes()
-            .map_err(|plane| NvencError::PlaneTooSmall { plane })?;
+        frame.check_fits(self.settings.width, self.settings.height)?;
         self.fill_staging(frame)?;
         self.staging.set_pts(Some(frame.pts));
         // With `forced-idr=1`, nvenc.c turns a picture typed I into an IDR.

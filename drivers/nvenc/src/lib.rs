@@ -35,6 +35,7 @@ pub use driver::{DriverLibraries, FFMPEG_NVENC_API, GpuInfo, check_gpu, check_gp
 pub use encoder::NvencEncoder;
 
 use media::MediaError;
+use media::encode::{InvalidSetting, check_frame_rate, check_in_range, check_picture_size};
 
 /// Errors from the NVENC driver. [`NvencError::Unavailable`] means "no usable NVENC here"
 /// (fall back or refuse); the others are mistakes in settings or input.
@@ -57,18 +58,20 @@ pub enum NvencError {
     MissingParameterSet(&'static str),
     #[error("h264_nvenc parameter sets do not parse: {0}")]
     Config(#[from] MediaError),
-    #[error("picture is {got_width}x{got_height}, the encoder was opened for {width}x{height}")]
+    #[error("NVENC got a {got_width}x{got_height} picture, it was opened for {width}x{height}")]
     FrameSize {
         width: u32,
         height: u32,
         got_width: u32,
         got_height: u32,
     },
-    #[error("plane {plane} of the picture is shorter than its rows at its stride")]
+    #[error("NVENC picture plane {plane} is shorter than its rows at its stride")]
     PlaneTooSmall { plane: usize },
-    #[error("picture submitted after flush")]
+    #[error("NVENC picture submitted after flush")]
     SubmitAfterFlush,
 }
+
+media::impl_encoder_error_from!(NvencError);
 
 impl NvencError {
     /// The reason NVENC cannot be used here, for errors that mean exactly that.
@@ -218,32 +221,14 @@ impl Default for NvencSettings {
 
 impl NvencSettings {
     fn check(&self) -> Result<(), NvencError> {
-        let invalid =
-            |setting, reason: String| Err(NvencError::InvalidSettings { setting, reason });
         // NVENC's H.264 limit is 4096 pixels a side on every GPU generation so far.
-        for (setting, value) in [("width", self.width), ("height", self.height)] {
-            if !(2..=4096).contains(&value) || !value.is_multiple_of(2) {
-                return invalid(setting, format!("{value} is not even in 2..=4096"));
-            }
-        }
-        if self.fps_num == 0 || self.fps_den == 0 || self.fps_num > 1000 * self.fps_den {
-            return invalid(
-                "fps",
-                format!("{}/{} is not in (0, 1000]", self.fps_num, self.fps_den),
-            );
-        }
-        if !(1..=1_000_000).contains(&self.bitrate_kbps) {
-            return invalid(
-                "bitrate_kbps",
-                format!("{} is not in 1..=1000000", self.bitrate_kbps),
-            );
-        }
+        check_picture_size(self.width, self.height, 2, 4096)?;
+        check_frame_rate(self.fps_num, self.fps_den)?;
+        check_in_range("bitrate_kbps", self.bitrate_kbps, 1..=1_000_000)?;
         if self.vbv_max_kbps > 1_000_000 || self.vbv_buffer_kbits > 10_000_000 {
-            return invalid("vbv", "peak rate or buffer out of range".into());
+            return Err(InvalidSetting::new("vbv", "peak rate or buffer out of range").into());
         }
-        if self.gpu > 63 {
-            return invalid("gpu", format!("{} is not in 0..=63", self.gpu));
-        }
+        check_in_range("gpu", self.gpu, 0..=63)?;
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use media::encode::{RawVideoFrame, VideoEncoder};
+use testmedia::encoded::encode_test_pictures;
 
 use super::*;
 use crate::encoder::parameter_sets_from_annex_b;
@@ -380,30 +380,7 @@ fn encodes_forced_idrs_on_a_real_gpu() {
         (encoder.avc_config().width, encoder.avc_config().height),
         (width, height)
     );
-    let (w, h) = (width as usize, height as usize);
-    let mut units = Vec::new();
-    for index in 0..60usize {
-        let y: Vec<u8> = (0..w * h)
-            .map(|i| ((i % w + index * 3) % 256) as u8)
-            .collect();
-        let u = vec![128u8; w / 2 * h / 2];
-        let v = vec![(64 + index) as u8; w / 2 * h / 2];
-        let frame = RawVideoFrame {
-            width,
-            height,
-            pts: index as i64 * 3000,
-            planes: [&y, &u, &v],
-            strides: [w, w / 2, w / 2],
-        };
-        encoder.submit(&frame, index == 0 || index == 30).unwrap();
-        while let Some(unit) = encoder.poll_packet().unwrap() {
-            units.push(unit);
-        }
-    }
-    encoder.flush().unwrap();
-    while let Some(unit) = encoder.poll_packet().unwrap() {
-        units.push(unit);
-    }
+    let units = encode_test_pictures(&mut encoder, (width, height), 60, 0, &[0, 30]).unwrap();
     assert_eq!(units.len(), 60);
     let keyframes: Vec<i64> = units.iter().filter(|u| u.keyframe).map(|u| u.pts).collect();
     assert_eq!(keyframes, vec![0, 90_000]);

@@ -28,7 +28,10 @@ use std::fmt;
 
 use bytes::Bytes;
 use media::av1::temporal_unit_payload;
-use media::encode::{RawVideoFrame, VideoEncoder};
+use media::encode::{
+    RawVideoFrame, VideoEncoder, check_frame_rate, check_in_range, check_keyint_max,
+    check_picture_size,
+};
 use media::{AccessUnit, Av1Config, Codec, MediaError, TrackConfig};
 use rav1e::prelude::{
     ChromaSampling, Config, Context, EncoderConfig, EncoderStatus, FrameParameters, FrameType,
@@ -73,18 +76,20 @@ pub enum Rav1eError {
     SequenceHeaderChanged { pts: i64 },
     #[error("rav1e returned a unit for no submitted picture (input frame {frame})")]
     UnknownFrame { frame: u64 },
-    #[error("picture is {got_width}x{got_height}, the encoder was opened for {width}x{height}")]
+    #[error("rav1e got a {got_width}x{got_height} picture, it was opened for {width}x{height}")]
     FrameSize {
         width: u32,
         height: u32,
         got_width: u32,
         got_height: u32,
     },
-    #[error("plane {plane} of the picture is shorter than its rows at its stride")]
+    #[error("rav1e picture plane {plane} is shorter than its rows at its stride")]
     PlaneTooSmall { plane: usize },
-    #[error("picture submitted after flush")]
+    #[error("rav1e picture submitted after flush")]
     SubmitAfterFlush,
 }
+
+media::impl_encoder_error_from!(Rav1eError);
 
 /// How to open the encoder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,46 +131,13 @@ impl Default for Rav1eSettings {
 
 impl Rav1eSettings {
     fn check(&self) -> Result<(), Rav1eError> {
-        let invalid =
-            |setting, reason: String| Err(Rav1eError::InvalidSettings { setting, reason });
-        for (setting, value) in [("width", self.width), ("height", self.height)] {
-            if !(16..=16384).contains(&value) || !value.is_multiple_of(2) {
-                return invalid(setting, format!("{value} is not even in 16..=16384"));
-            }
-        }
-        if self.fps_num == 0 || self.fps_den == 0 || self.fps_num > 1000 * self.fps_den {
-            return invalid(
-                "fps",
-                format!("{}/{} is not in (0, 1000]", self.fps_num, self.fps_den),
-            );
-        }
-        if !(1..=1_000_000).contains(&self.bitrate_kbps) {
-            return invalid(
-                "bitrate_kbps",
-                format!("{} is not in 1..=1000000", self.bitrate_kbps),
-            );
-        }
-        if self.speed > FASTEST_SPEED {
-            return invalid(
-                "speed",
-                format!("{} is not in 0..={FASTEST_SPEED}", self.speed),
-            );
-        }
-        if !(1..=MAX_THREADS).contains(&self.threads) {
-            return invalid(
-                "threads",
-                format!("{} is not in 1..={MAX_THREADS}", self.threads),
-            );
-        }
-        if !(1..=30).contains(&self.lookahead_frames) {
-            return invalid(
-                "lookahead_frames",
-                format!("{} is not in 1..=30", self.lookahead_frames),
-            );
-        }
-        if self.keyint_max == Some(0) {
-            return invalid("keyint_max", "0 frames".to_owned());
-        }
+        check_picture_size(self.width, self.height, 16, 16384)?;
+        check_frame_rate(self.fps_num, self.fps_den)?;
+        check_in_range("bitrate_kbps", self.bitrate_kbps, 1..=1_000_000)?;
+        check_in_range("speed", u32::from(self.speed), 0..=u32::from(FASTEST_SPEED))?;
+        check_in_range("threads", self.threads, 1..=MAX_THREADS)?;
+        check_in_range("lookahead_frames", self.lookahead_frames, 1..=30)?;
+        check_keyint_max(self.keyint_max)?;
         Ok(())
     }
 
@@ -291,17 +263,7 @@ impl VideoEncoder for Rav1eEncoder {
         if self.flushing {
             return Err(Rav1eError::SubmitAfterFlush);
         }
-        if (frame.width, frame.height) != (self.settings.width, self.settings.height) {
-            return Err(Rav1eError::FrameSize {
-                width: self.settings.width,
-                height: self.settings.height,
-                got_width: frame.width,
-                got_height: frame.height,
-            });
-        }
-        frame
-            .check_planes()
-            .map_err(|plane| Rav1eError::PlaneTooSmall { plane })?;
+        frame.check_fits(self.settings.width, self.settings.height)?;
         // alloc: one picture per frame; rav1e keeps it (behind an Arc) as a reference until it
         // has left the lookahead, so it cannot be a caller-owned buffer.
         let mut picture = self.context.new_frame();

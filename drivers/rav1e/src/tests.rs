@@ -1,15 +1,16 @@
 //! Encodes synthetic pictures with the real rav1e and checks the output with the media crate's
 //! OBU walker and sequence-header parser, then with ffmpeg's dav1d decoder.
 
-use std::process::Command;
-
-use media::av1::{OBU_SEQUENCE_HEADER, OBU_TEMPORAL_DELIMITER, obus};
-use testmedia::{TempDir, ffprobe_int, ffprobe_json};
+use testmedia::encoded::{
+    DecodedVideo, assert_av1_units, decode_av1_units, encode_test_pictures, key_frame_indexes,
+    refused_submissions,
+};
 
 use super::*;
 
 const WIDTH: u32 = 160;
 const HEIGHT: u32 = 90;
+const FIRST_PTS: i64 = 90_000;
 
 fn settings() -> Rav1eSettings {
     Rav1eSettings {
@@ -20,54 +21,14 @@ fn settings() -> Rav1eSettings {
     }
 }
 
-/// A diagonal gradient that moves `index` pixels per frame, so inter frames have motion to code.
-fn picture(index: u32) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let (w, h) = (WIDTH as usize, HEIGHT as usize);
-    let y = (0..w * h)
-        .map(|i| ((i % w + i / w + index as usize * 4) % 220 + 16) as u8)
-        .collect();
-    let u = vec![(100 + index % 50) as u8; (w / 2) * (h / 2)];
-    let v = vec![150u8; (w / 2) * (h / 2)];
-    (y, u, v)
-}
-
-fn frame<'a>(planes: &'a (Vec<u8>, Vec<u8>, Vec<u8>), pts: i64) -> RawVideoFrame<'a> {
-    RawVideoFrame {
-        width: WIDTH,
-        height: HEIGHT,
-        pts,
-        planes: [&planes.0, &planes.1, &planes.2],
-        strides: [WIDTH as usize, WIDTH as usize / 2, WIDTH as usize / 2],
-    }
-}
-
-/// Encodes `count` frames at 30 fps (pts starting at 90000, as a live stream would) forcing key
-/// frames at `key_frames`, returning every unit.
+/// Encodes `count` pictures at 30 fps (pts from 90000, as a live stream would) forcing key
+/// frames at `key_frames`.
 fn encode(
     encoder: &mut Rav1eEncoder,
     count: u32,
     key_frames: &[u32],
 ) -> Result<Vec<AccessUnit>, Rav1eError> {
-    let mut units = Vec::new();
-    for index in 0..count {
-        let planes = picture(index);
-        let pts = 90_000 + i64::from(index) * 3000;
-        encoder.submit(&frame(&planes, pts), key_frames.contains(&index))?;
-        while let Some(unit) = encoder.poll_packet()? {
-            units.push(unit);
-        }
-    }
-    encoder.flush()?;
-    while let Some(unit) = encoder.poll_packet()? {
-        units.push(unit);
-    }
-    Ok(units)
-}
-
-fn obu_types(payload: &[u8]) -> Vec<u8> {
-    obus(payload)
-        .map(|obu| obu.expect("OBUs walk to the end").obu_type)
-        .collect()
+    encode_test_pictures(encoder, (WIDTH, HEIGHT), count, FIRST_PTS, key_frames)
 }
 
 #[test]
@@ -76,28 +37,8 @@ fn forced_key_frames_are_the_only_key_frames_and_units_have_no_temporal_delimite
     let units = encode(&mut encoder, 40, &[0, 13, 30]).unwrap();
 
     assert_eq!(units.len(), 40);
-    let key_frames: Vec<i64> = units
-        .iter()
-        .filter(|u| u.keyframe)
-        .map(|u| (u.pts - 90_000) / 3000)
-        .collect();
-    assert_eq!(key_frames, vec![0, 13, 30]);
-    for (index, unit) in units.iter().enumerate() {
-        assert_eq!(unit.codec, Codec::Av1);
-        assert_eq!(unit.pts, 90_000 + index as i64 * 3000, "input order kept");
-        assert_eq!(unit.dts, unit.pts, "no reordering with low_latency");
-        let types = obu_types(&unit.payload);
-        assert!(
-            !types.contains(&OBU_TEMPORAL_DELIMITER),
-            "{index}: {types:?}"
-        );
-        assert_eq!(
-            types.first() == Some(&OBU_SEQUENCE_HEADER),
-            unit.keyframe,
-            "frame {index}: {types:?}"
-        );
-    }
-
+    assert_eq!(key_frame_indexes(&units, FIRST_PTS), vec![0, 13, 30]);
+    assert_av1_units(&units, FIRST_PTS);
     let config = encoder.av1_config();
     assert_eq!((config.width, config.height), (WIDTH, HEIGHT));
     assert_eq!(config.bit_depth, 8);
@@ -118,12 +59,7 @@ fn keyint_max_places_key_frames_without_forcing() {
     })
     .unwrap();
     let units = encode(&mut encoder, 25, &[]).unwrap();
-    let key_frames: Vec<i64> = units
-        .iter()
-        .filter(|u| u.keyframe)
-        .map(|u| (u.pts - 90_000) / 3000)
-        .collect();
-    assert_eq!(key_frames, vec![0, 10, 20]);
+    assert_eq!(key_frame_indexes(&units, FIRST_PTS), vec![0, 10, 20]);
 }
 
 #[test]
@@ -134,50 +70,13 @@ fn dav1d_decodes_every_frame_and_finds_the_forced_key_frames() {
     })
     .unwrap();
     let units = encode(&mut encoder, 30, &[0, 20]).unwrap();
-    // A low-overhead OBU stream (ffmpeg's `obu` demuxer): temporal delimiters go back in front
-    // of every temporal unit.
-    let mut stream = Vec::new();
-    for unit in &units {
-        stream.extend_from_slice(&[0x12, 0x00]);
-        stream.extend_from_slice(&unit.payload);
-    }
-    let dir = TempDir::new("rav1e");
-    let path = dir.path().join("out.obu");
-    std::fs::write(&path, &stream).unwrap();
-
-    let probe = ffprobe_json(
-        &[
-            "-f",
-            "obu",
-            "-show_frames",
-            "-show_entries",
-            "frame=key_frame,width,height",
-        ],
-        &path,
-    );
-    let frames = probe["frames"].as_array().expect("frames");
-    assert_eq!(frames.len(), 30, "{probe}");
-    let keys: Vec<usize> = frames
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| ffprobe_int(&f["key_frame"]) == 1)
-        .map(|(index, _)| index)
-        .collect();
-    assert_eq!(keys, vec![0, 20]);
-    assert_eq!(ffprobe_int(&frames[0]["width"]), i64::from(WIDTH));
-    assert_eq!(ffprobe_int(&frames[0]["height"]), i64::from(HEIGHT));
-
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "obu", "-c:v", "libdav1d", "-i"])
-        .arg(&path)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("run ffmpeg");
-    assert!(
-        output.status.success() && output.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let expected = DecodedVideo {
+        frames: 30,
+        key_frames: vec![0, 20],
+        width: WIDTH.into(),
+        height: HEIGHT.into(),
+    };
+    assert_eq!(decode_av1_units(&units, "rav1e"), expected);
 }
 
 #[test]
@@ -219,26 +118,16 @@ fn bad_settings_and_frames_are_typed_errors() {
     }
 
     let mut encoder = Rav1eEncoder::new(settings()).unwrap();
-    let planes = picture(0);
-    let wrong_size = RawVideoFrame {
-        width: 320,
-        ..frame(&planes, 0)
-    };
-    assert!(matches!(
-        encoder.submit(&wrong_size, false),
-        Err(Rav1eError::FrameSize { got_width: 320, .. })
-    ));
-    let short = RawVideoFrame {
-        planes: [&planes.0, &planes.1[..10], &planes.2],
-        ..frame(&planes, 0)
-    };
-    assert!(matches!(
-        encoder.submit(&short, false),
-        Err(Rav1eError::PlaneTooSmall { plane: 1 })
-    ));
-    encoder.flush().unwrap();
-    assert!(matches!(
-        encoder.submit(&frame(&planes, 0), false),
-        Err(Rav1eError::SubmitAfterFlush)
-    ));
+    let refused = refused_submissions(&mut encoder, (WIDTH, HEIGHT));
+    assert!(
+        matches!(
+            &refused,
+            [
+                Err(Rav1eError::FrameSize { got_width: 320, .. }),
+                Err(Rav1eError::PlaneTooSmall { plane: 1 }),
+                Err(Rav1eError::SubmitAfterFlush),
+            ]
+        ),
+        "{refused:?}"
+    );
 }

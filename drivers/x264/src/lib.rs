@@ -28,7 +28,10 @@ use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
 
 use bytes::BytesMut;
-use media::encode::{RawVideoFrame, VideoEncoder};
+use media::encode::{
+    InvalidSetting, RawVideoFrame, VideoEncoder, check_frame_rate, check_in_range,
+    check_keyint_max, check_picture_size,
+};
 use media::{AccessUnit, AvcConfig, Codec, MediaError, TrackConfig};
 use x264_sys as sys;
 
@@ -62,18 +65,20 @@ pub enum X264Error {
     MissingParameterSet(&'static str),
     #[error("x264 parameter sets do not parse: {0}")]
     Config(#[from] MediaError),
-    #[error("picture is {got_width}x{got_height}, the encoder was opened for {width}x{height}")]
+    #[error("x264 got a {got_width}x{got_height} picture, it was opened for {width}x{height}")]
     FrameSize {
         width: u32,
         height: u32,
         got_width: u32,
         got_height: u32,
     },
-    #[error("plane {plane} of the picture is shorter than its rows at its stride")]
+    #[error("x264 picture plane {plane} is shorter than its rows at its stride")]
     PlaneTooSmall { plane: usize },
-    #[error("picture submitted after flush")]
+    #[error("x264 picture submitted after flush")]
     SubmitAfterFlush,
 }
+
+media::impl_encoder_error_from!(X264Error);
 
 /// x264's speed/quality presets, fastest first (`x264 --fullhelp`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,46 +181,15 @@ impl Default for X264Settings {
 
 impl X264Settings {
     fn check(&self) -> Result<(), X264Error> {
-        let invalid = |setting, reason: &str| {
-            Err(X264Error::InvalidSettings {
-                setting,
-                reason: reason.to_owned(),
-            })
-        };
         // x264 takes sizes as C ints and needs even sizes for 4:2:0; 16384 is past level 6.2.
-        if !(2..=16384).contains(&self.width) || !self.width.is_multiple_of(2) {
-            return invalid("width", &format!("{} is not even in 2..=16384", self.width));
-        }
-        if !(2..=16384).contains(&self.height) || !self.height.is_multiple_of(2) {
-            return invalid(
-                "height",
-                &format!("{} is not even in 2..=16384", self.height),
-            );
-        }
-        if self.fps_num == 0 || self.fps_den == 0 || self.fps_num > 1000 * self.fps_den {
-            return invalid(
-                "fps",
-                &format!("{}/{} is not in (0, 1000]", self.fps_num, self.fps_den),
-            );
-        }
-        if !(1..=1_000_000).contains(&self.bitrate_kbps) {
-            return invalid(
-                "bitrate_kbps",
-                &format!("{} is not in 1..=1000000", self.bitrate_kbps),
-            );
-        }
+        check_picture_size(self.width, self.height, 2, 16384)?;
+        check_frame_rate(self.fps_num, self.fps_den)?;
+        check_in_range("bitrate_kbps", self.bitrate_kbps, 1..=1_000_000)?;
         if self.vbv_max_kbps > 1_000_000 || self.vbv_buffer_kbits > 10_000_000 {
-            return invalid("vbv", "peak rate or buffer out of range");
+            return Err(InvalidSetting::new("vbv", "peak rate or buffer out of range").into());
         }
-        if !(1..=MAX_THREADS).contains(&self.threads) {
-            return invalid(
-                "threads",
-                &format!("{} is not in 1..={MAX_THREADS}", self.threads),
-            );
-        }
-        if self.keyint_max == Some(0) {
-            return invalid("keyint_max", "0 frames");
-        }
+        check_in_range("threads", self.threads, 1..=MAX_THREADS)?;
+        check_keyint_max(self.keyint_max)?;
         Ok(())
     }
 }
@@ -390,17 +364,7 @@ impl VideoEncoder for X264Encoder {
         if self.flushing {
             return Err(X264Error::SubmitAfterFlush);
         }
-        if (frame.width, frame.height) != (self.settings.width, self.settings.height) {
-            return Err(X264Error::FrameSize {
-                width: self.settings.width,
-                height: self.settings.height,
-                got_width: frame.width,
-                got_height: frame.height,
-            });
-        }
-        frame
-            .check_planes()
-            .map_err(|plane| X264Error::PlaneTooSmall { plane })?;
+        frame.check_fits(self.settings.width, self.settings.height)?;
         let mut picture = MaybeUninit::<sys::x264_picture_t>::uninit();
         // SAFETY: `picture` is writable storage that x264_picture_init fills with defaults.
         unsafe { sys::x264_picture_init(picture.as_mut_ptr()) };

@@ -1,8 +1,8 @@
 //! Encodes synthetic pictures with the real libx264 and checks the output with our own NAL walk,
 //! the media crate's SPS parser and ffprobe.
 
-use std::path::PathBuf;
-use std::process::Command;
+use testmedia::encoded::{encode_test_pictures, key_frame_indexes, refused_submissions};
+use testmedia::{TempDir, ffmpeg_decode_errors, ffprobe_int, ffprobe_json};
 
 use super::*;
 
@@ -18,47 +18,13 @@ fn settings() -> X264Settings {
     }
 }
 
-/// A diagonal gradient that moves `index` pixels per frame, so P-frames have motion to code.
-fn picture(index: u32) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let (w, h) = (WIDTH as usize, HEIGHT as usize);
-    let y = (0..w * h)
-        .map(|i| ((i % w + i / w + index as usize * 4) % 220 + 16) as u8)
-        .collect();
-    let u = vec![(100 + index % 50) as u8; (w / 2) * (h / 2)];
-    let v = vec![150u8; (w / 2) * (h / 2)];
-    (y, u, v)
-}
-
-fn frame<'a>(planes: &'a (Vec<u8>, Vec<u8>, Vec<u8>), pts: i64) -> RawVideoFrame<'a> {
-    RawVideoFrame {
-        width: WIDTH,
-        height: HEIGHT,
-        pts,
-        planes: [&planes.0, &planes.1, &planes.2],
-        strides: [WIDTH as usize, WIDTH as usize / 2, WIDTH as usize / 2],
-    }
-}
-
-/// Encodes `count` frames at 30 fps forcing IDRs at `idr_frames`, returning every unit.
+/// Encodes `count` pictures at 30 fps (pts from 0) forcing IDRs at `idr_frames`.
 fn encode(
     encoder: &mut X264Encoder,
     count: u32,
     idr_frames: &[u32],
 ) -> Result<Vec<AccessUnit>, X264Error> {
-    let mut units = Vec::new();
-    for index in 0..count {
-        let planes = picture(index);
-        let pts = i64::from(index) * 3000;
-        encoder.submit(&frame(&planes, pts), idr_frames.contains(&index))?;
-        while let Some(unit) = encoder.poll_packet()? {
-            units.push(unit);
-        }
-    }
-    encoder.flush()?;
-    while let Some(unit) = encoder.poll_packet()? {
-        units.push(unit);
-    }
-    Ok(units)
+    encode_test_pictures(encoder, (WIDTH, HEIGHT), count, 0, idr_frames)
 }
 
 /// NAL unit types in a length-prefixed payload, or None if a length is broken.
@@ -72,10 +38,6 @@ fn nal_types(payload: &[u8]) -> Option<Vec<u8>> {
         rest = tail;
     }
     Some(types)
-}
-
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("corecast-x264-{}-{name}", std::process::id()))
 }
 
 #[test]
@@ -123,12 +85,7 @@ fn keyint_max_places_idrs_without_forcing() {
     })
     .unwrap();
     let units = encode(&mut encoder, 25, &[]).unwrap();
-    let keyframes: Vec<i64> = units
-        .iter()
-        .filter(|u| u.keyframe)
-        .map(|u| u.pts / 3000)
-        .collect();
-    assert_eq!(keyframes, vec![0, 10, 20]);
+    assert_eq!(key_frame_indexes(&units, 0), vec![0, 10, 20]);
 }
 
 #[test]
@@ -146,42 +103,27 @@ fn ffprobe_reads_the_annex_b_dump() {
         }
         assert!(append_annex_b(&unit.payload, &mut stream));
     }
-    let path = temp_path("probe.h264");
+    let dir = TempDir::new("x264");
+    let path = dir.path().join("probe.h264");
     std::fs::write(&path, &stream).unwrap();
-    let output = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
+    let probe = ffprobe_json(
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
             "-show_entries",
             "stream=codec_name,profile,width,height,nb_read_frames",
-        ])
-        .args(["-of", "default=noprint_wrappers=1"])
-        .arg(&path)
-        .output()
-        .expect("ffprobe not found: run scripts/install-deps.sh --test");
-    let _ = std::fs::remove_file(&path);
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        &path,
     );
-    assert!(
-        output.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for line in [
-        "codec_name=h264",
-        "profile=High",
-        "width=320",
-        "height=240",
-        "nb_read_frames=60",
-    ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing {line} in:\n{text}"
-        );
-    }
+    let video = &probe["streams"][0];
+    assert_eq!(video["codec_name"], "h264", "{probe}");
+    assert_eq!(video["profile"], "High", "{probe}");
+    assert_eq!(ffprobe_int(&video["width"]), i64::from(WIDTH));
+    assert_eq!(ffprobe_int(&video["height"]), i64::from(HEIGHT));
+    assert_eq!(ffprobe_int(&video["nb_read_frames"]), 60);
+    let errors = ffmpeg_decode_errors(&path);
+    assert!(errors.is_empty(), "{errors}");
 }
 
 #[test]
@@ -210,28 +152,18 @@ fn bad_settings_and_frames_are_typed_errors() {
     ));
 
     let mut encoder = X264Encoder::new(settings()).unwrap();
-    let planes = picture(0);
-    let wrong_size = RawVideoFrame {
-        width: 640,
-        ..frame(&planes, 0)
-    };
-    assert!(matches!(
-        encoder.submit(&wrong_size, false),
-        Err(X264Error::FrameSize { got_width: 640, .. })
-    ));
-    let short = RawVideoFrame {
-        planes: [&planes.0, &planes.1[..10], &planes.2],
-        ..frame(&planes, 0)
-    };
-    assert!(matches!(
-        encoder.submit(&short, false),
-        Err(X264Error::PlaneTooSmall { plane: 1 })
-    ));
-    encoder.flush().unwrap();
-    assert!(matches!(
-        encoder.submit(&frame(&planes, 0), false),
-        Err(X264Error::SubmitAfterFlush)
-    ));
+    let refused = refused_submissions(&mut encoder, (WIDTH, HEIGHT));
+    assert!(
+        matches!(
+            &refused,
+            [
+                Err(X264Error::FrameSize { got_width: 640, .. }),
+                Err(X264Error::PlaneTooSmall { plane: 1 }),
+                Err(X264Error::SubmitAfterFlush),
+            ]
+        ),
+        "{refused:?}"
+    );
 }
 
 #[test]

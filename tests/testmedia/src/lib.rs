@@ -12,6 +12,7 @@
 //! (the `avcC` record, ISO/IEC 14496-15 §5.3.3.1, and the AudioSpecificConfig, ISO/IEC
 //! 14496-3 §1.6.2.1), not from our own demuxers, so a test never checks our code against itself.
 
+pub mod encoded;
 mod source;
 
 use std::ffi::OsStr;
@@ -93,9 +94,16 @@ pub fn hexdump_bytes(dump: &str) -> Vec<u8> {
 /// Decodes `input` (path or URL) fully with ffmpeg; returns what ffmpeg reported at level
 /// error, plus its exit status when it failed. Empty means a clean decode.
 pub fn ffmpeg_decode_errors(input: impl AsRef<OsStr>) -> String {
+    ffmpeg_decode_errors_with(&[], input)
+}
+
+/// [`ffmpeg_decode_errors`] with input options (`-f obu`, `-c:v libdav1d`, …) before `-i`.
+pub fn ffmpeg_decode_errors_with(input_options: &[&str], input: impl AsRef<OsStr>) -> String {
     require_tool("ffmpeg");
     let output = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .args(["-hide_banner", "-nostdin", "-v", "error"])
+        .args(input_options)
+        .arg("-i")
         .arg(input)
         .args(["-f", "null", "-"])
         .output()
