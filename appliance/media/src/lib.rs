@@ -24,6 +24,7 @@ mod bits;
 pub mod crc;
 pub mod encode;
 pub mod hevc;
+pub mod segment_rules;
 
 use bytes::Bytes;
 

@@ -45,7 +45,7 @@ use segmenter::{CutSegment, Segmenter, SegmenterConfig};
 pub const VIDEO_TRACK_ID: u32 = 1;
 pub const AUDIO_TRACK_ID: u32 = 2;
 /// A segment with no keyframe is cut anyway at this many target durations.
-pub const MAX_SEGMENT_TARGETS: u32 = 5;
+pub use media::segment_rules::MAX_SEGMENT_TARGETS;
 /// Rung units held while their segment is not cut yet; past this the oldest are dropped (a
 /// ladder far ahead of the source cannot happen, so this only bounds a broken caller).
 const MAX_PENDING_RUNG_UNITS: usize = 2048;

@@ -22,9 +22,8 @@ use std::collections::VecDeque;
 use media::{AccessUnit, TrackKind, VIDEO_TIMESCALE, rescale};
 
 /// A dts this far beyond the expected next one is a jump, not a gap in the feed.
-pub const JUMP_THRESHOLD_MS: i64 = 5_000;
-/// pts may lead dts by at most this much; more is a broken timestamp, clamped.
-const MAX_COMPOSITION_OFFSET_MS: i64 = 5_000;
+pub use media::segment_rules::JUMP_THRESHOLD_MS;
+use media::segment_rules::{MAX_COMPOSITION_OFFSET_MS, VIDEO_TICKS_PER_MS};
 /// Audio held back while waiting for the first video keyframe.
 const MAX_EARLY_AUDIO_UNITS: usize = 1024;
 
@@ -218,7 +217,10 @@ impl Segmenter {
                 return;
             }
             self.set_origin(self.start_position.saturating_sub(unit.dts));
-            let composition = unit.pts.saturating_sub(unit.dts).clamp(0, 450_000);
+            let composition = unit
+                .pts
+                .saturating_sub(unit.dts)
+                .clamp(0, MAX_COMPOSITION_OFFSET_MS * VIDEO_TICKS_PER_MS);
             self.segment_start = self.start_position + composition;
             self.audio_floor = self.segment_start;
             self.push_mapped_video(unit);

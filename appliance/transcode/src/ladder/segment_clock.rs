@@ -1,9 +1,10 @@
 //! Where the packager will cut the source rendition, decided from the source units alone, so
 //! the ladder can force an IDR in every rung at exactly those pts.
 //!
-//! This mirrors the video rules of `package::live::segmenter` (docs/packaging.md); the
-//! transcode crate does not depend on the packager, so the rule is restated here and a test
-//! (tests/ladder_ffmpeg.rs) runs both over the same real input and compares the cuts:
+//! This mirrors the video rules of `package::live::segmenter` (docs/packaging.md). The transcode
+//! crate does not depend on the packager: the limits are shared through
+//! `media::segment_rules`, the logic is restated here, and a test (tests/ladder_ffmpeg.rs) runs
+//! both over the same real input and compares the cuts:
 //!
 //! - Units before the first keyframe are dropped. The first keyframe starts segment 0; the
 //!   segment start is its dts plus its composition offset (pts − dts, clamped to 0..=5 s).
@@ -20,14 +21,14 @@
 //! All times are on the 90 kHz clock. Pure: no clock reads, no I/O.
 
 use media::rescale;
+use media::segment_rules::{
+    JUMP_THRESHOLD_MS, MAX_COMPOSITION_OFFSET_MS, MAX_SEGMENT_TARGETS, VIDEO_TICKS_PER_MS,
+};
 
-/// How many targets a segment without a keyframe may last (the packager's
-/// `MAX_SEGMENT_TARGETS`).
-pub const MAX_SEGMENT_TARGETS: i64 = 5;
-/// A dts this far past the expected next one is a jump (the packager's `JUMP_THRESHOLD_MS`).
-const JUMP_THRESHOLD_TICKS: i64 = 5 * 90_000;
-/// pts may lead dts by at most this much (the packager's `MAX_COMPOSITION_OFFSET_MS`).
-const MAX_COMPOSITION_TICKS: i64 = 5 * 90_000;
+/// A dts this far past the expected next one is a jump.
+const JUMP_THRESHOLD_TICKS: i64 = JUMP_THRESHOLD_MS * VIDEO_TICKS_PER_MS;
+/// pts may lead dts by at most this much.
+const MAX_COMPOSITION_TICKS: i64 = MAX_COMPOSITION_OFFSET_MS * VIDEO_TICKS_PER_MS;
 /// Assumed frame duration until two units have been seen.
 const NOMINAL_FRAME_TICKS: i64 = 3_000;
 
@@ -70,7 +71,7 @@ impl SegmentClock {
         let target = target.max(1);
         SegmentClock {
             target,
-            max_segment: target.saturating_mul(MAX_SEGMENT_TARGETS),
+            max_segment: target.saturating_mul(i64::from(MAX_SEGMENT_TARGETS)),
             state: None,
         }
     }
