@@ -1,13 +1,16 @@
 //! SRT publishing from real peers (ffmpeg's libsrt, Haivision's srt-live-transmit) into
 //! corecast's SRT listener, served as HLS and checked with ffprobe; a wrong passphrase is
-//! refused and logged with the caller's address while another stream carries on.
+//! refused and logged with the caller's address while another stream carries on; HEVC from
+//! libx265 comes out as `hvc1` CMAF.
 
 mod srt_common;
 
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use corecast_e2e::{Server, wait_child};
+use corecast_e2e::{Server, TempDir, ffmpeg_decode_errors, require_tool, wait_child};
 use srt_common::*;
+use testmedia::TestSource;
 
 #[test]
 fn ffmpeg_publishes_with_a_stream_id() {
@@ -155,4 +158,98 @@ fn a_caller_without_stream_id_publishes_the_stream_of_its_port() {
         "no refusal logged:\n{log}"
     );
     assert!(log.contains("latency_ms=200"), "{log}");
+}
+
+#[test]
+fn ffmpeg_publishes_hevc_served_as_hvc1() {
+    require_tool("ffmpeg");
+    let server = Server::start(&base_config(), &[]);
+    // libx265 (2 B-frames, an IRAP every 2 s) and the AAC tone, as MPEG-TS over SRT.
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(
+            TestSource::new(640, 360, SECONDS)
+                .hevc()
+                .preset("ultrafast")
+                .with_audio()
+                .ffmpeg_args(),
+        )
+        .args([
+            "-f",
+            "mpegts",
+            &format!(
+                "srt://{}?streamid=publish:live/hevc&pkt_size=1316&linger=3",
+                server.srt
+            ),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ffmpeg");
+    let origin = wait_live(&server, "hevc", Duration::from_secs(15));
+    assert!(origin.starts_with("srt 127.0.0.1:"), "origin {origin:?}");
+    let out = wait_child(&mut ffmpeg, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // CMAF: HEVC in an hvc1 sample entry at the source size, every frame but a B-frame or two
+    // at the cut.
+    let tmp = TempDir::new("srt-hevc");
+    let video_file = tmp.path().join("video.mp4");
+    concatenate(&server, "hevc", "source", &video_file, true);
+    let v = first_stream(&video_file, "v:0");
+    assert_eq!(v["codec_name"], "hevc", "{v}");
+    assert_eq!(v["codec_tag_string"], "hvc1", "{v}");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    let frames = frame_count(&v);
+    assert!(
+        (FRAMES - 4..=FRAMES).contains(&frames),
+        "{frames} video frames of {FRAMES}\n--- server log ---\n{}",
+        server.log_text()
+    );
+    let errors = ffmpeg_decode_errors(video_file.to_str().expect("utf-8 path"));
+    assert!(
+        errors.trim().is_empty(),
+        "CMAF decodes with errors: {errors}"
+    );
+
+    let audio_file = tmp.path().join("audio.mp4");
+    concatenate(&server, "hevc", "audio", &audio_file, true);
+    assert_eq!(first_stream(&audio_file, "a:0")["codec_name"], "aac");
+
+    // HLS-TS: HEVC (stream_type 0x24), decoding cleanly.
+    let ts_file = tmp.path().join("all.ts");
+    concatenate(&server, "hevc", "ts", &ts_file, false);
+    assert_eq!(first_stream(&ts_file, "v:0")["codec_name"], "hevc");
+    let errors = ffmpeg_decode_errors(ts_file.to_str().expect("utf-8 path"));
+    assert!(
+        errors.trim().is_empty(),
+        "TS segments decode with errors: {errors}"
+    );
+
+    // The multivariant playlist names the codec: hvc1 first, then AAC.
+    let master = server.get("/live/hevc/index.m3u8").text();
+    let variant = master
+        .lines()
+        .find(|line| line.starts_with("#EXT-X-STREAM-INF:"))
+        .unwrap_or_else(|| panic!("no variant in {master}"));
+    let codecs = variant
+        .split("CODECS=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no CODECS in {variant}"));
+    assert!(codecs.starts_with("hvc1."), "{codecs}");
+    assert!(codecs.contains("mp4a.40.2"), "{codecs}");
+    let log = plain_log(&server);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("SRT publisher live") && l.contains("hvc1.")),
+        "{log}"
+    );
 }

@@ -1,5 +1,5 @@
 //! MPEG-TS over UDP in (real ffmpeg, `-f mpegts udp://...`), unicast and multicast on
-//! loopback, served as HLS; the segments are checked with ffprobe.
+//! loopback, H.264 and HEVC (libx265), served as HLS; the segments are checked with ffprobe.
 
 use std::net::UdpSocket;
 use std::path::Path;
@@ -18,18 +18,79 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// ffmpeg sending 8 s of test pattern (H.264 with B-frames, 2 s GOP, 640x360 at 30 fps) and a
-/// tone (AAC) as MPEG-TS in real time to `url`, 7 packets per datagram.
-fn ffmpeg_send(url: &str) -> Child {
+/// The video codec a test feed carries.
+#[derive(Clone, Copy, Debug)]
+enum Video {
+    /// libx264, 2 B-frames.
+    H264,
+    /// libx265, 2 B-frames.
+    Hevc,
+}
+
+impl Video {
+    /// ffmpeg's encoder arguments: a keyframe exactly every 2 s, no scene cuts.
+    fn ffmpeg_args(self) -> &'static [&'static str] {
+        match self {
+            Video::H264 => &[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-bf",
+                "2",
+                "-g",
+                "60",
+                "-keyint_min",
+                "60",
+                "-sc_threshold",
+                "0",
+            ],
+            Video::Hevc => &[
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                "pools=2:log-level=error:bframes=2:keyint=60:min-keyint=60:scenecut=0",
+            ],
+        }
+    }
+
+    /// ffprobe's codec_name.
+    fn codec_name(self) -> &'static str {
+        match self {
+            Video::H264 => "h264",
+            Video::Hevc => "hevc",
+        }
+    }
+
+    /// The CMAF sample entry (ffprobe's codec_tag_string).
+    fn sample_entry(self) -> &'static str {
+        match self {
+            Video::H264 => "avc1",
+            Video::Hevc => "hvc1",
+        }
+    }
+
+    /// How the multivariant playlist's CODECS attribute starts (video first).
+    fn codecs_prefix(self) -> &'static str {
+        match self {
+            Video::H264 => "CODECS=\"avc1.64",
+            Video::Hevc => "CODECS=\"hvc1.",
+        }
+    }
+}
+
+/// ffmpeg sending 8 s of test pattern (`video`, 640x360 at 30 fps) and a tone (AAC) as
+/// MPEG-TS in real time to `url`, 7 packets per datagram.
+fn ffmpeg_send(url: &str, video: Video) -> Child {
     require_tool("ffmpeg");
     Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t", "8", "-c:v", "libx264", "-preset", "veryfast", "-bf", "2",
-        ])
-        .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0"])
+        .args(["-t", "8"])
+        .args(video.ffmpeg_args())
         .args([
             "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-ac", "2",
         ])
@@ -64,8 +125,9 @@ fn first_stream(path: &Path, select: &str) -> serde_json::Value {
     probe["streams"][0].clone()
 }
 
-/// Runs one feed through corecast: `source_url` in the config, ffmpeg sending to `send_url`.
-fn feed_is_served(source_url: &str, send_url: &str) {
+/// Runs one feed through corecast: `source_url` in the config, ffmpeg sending `video` to
+/// `send_url`.
+fn feed_is_served(source_url: &str, send_url: &str, video: Video) {
     // Segments of 2 s and a window that holds the whole 8 s feed, so every segment can be
     // fetched at the end; the source times out 1.5 s after ffmpeg stops and the stream ends
     // 1 s later.
@@ -76,7 +138,7 @@ fn feed_is_served(source_url: &str, send_url: &str) {
         ),
         &[],
     );
-    let mut ffmpeg = ffmpeg_send(send_url);
+    let mut ffmpeg = ffmpeg_send(send_url, video);
 
     // Live: the API shows the source as the stream's origin while ffmpeg sends.
     let deadline = Instant::now() + Duration::from_secs(12);
@@ -115,13 +177,14 @@ fn feed_is_served(source_url: &str, send_url: &str) {
             .text();
         MediaPlaylist::parse(&text)
     };
-    let (video, audio, ts) = (ended("source"), ended("audio"), ended("ts"));
+    let (source, audio, ts) = (ended("source"), ended("audio"), ended("ts"));
 
     let tmp = TempDir::new("udp");
     let video_file = tmp.path().join("video.mp4");
-    concatenate(&server, "source", &video, &video_file, true);
+    concatenate(&server, "source", &source, &video_file, true);
     let v = first_stream(&video_file, "v:0");
-    assert_eq!(v["codec_name"], "h264");
+    assert_eq!(v["codec_name"], video.codec_name());
+    assert_eq!(v["codec_tag_string"], video.sample_entry());
     assert_eq!(
         (v["width"].as_u64(), v["height"].as_u64()),
         (Some(640), Some(360))
@@ -146,7 +209,10 @@ fn feed_is_served(source_url: &str, send_url: &str) {
 
     let ts_file = tmp.path().join("all.ts");
     concatenate(&server, "ts", &ts, &ts_file, false);
-    assert_eq!(first_stream(&ts_file, "v:0")["codec_name"], "h264");
+    assert_eq!(
+        first_stream(&ts_file, "v:0")["codec_name"],
+        video.codec_name()
+    );
     assert_eq!(first_stream(&ts_file, "a:0")["codec_name"], "aac");
     let errors = ffmpeg_decode_errors(ts_file.to_str().expect("utf-8 path"));
     assert!(
@@ -155,7 +221,7 @@ fn feed_is_served(source_url: &str, send_url: &str) {
     );
 
     let master = server.get("/live/feed/index.m3u8").text();
-    for needle in ["RESOLUTION=640x360", "mp4a.40.2", "avc1.64"] {
+    for needle in ["RESOLUTION=640x360", "mp4a.40.2", video.codecs_prefix()] {
         assert!(master.contains(needle), "{needle} missing in:\n{master}");
     }
     let log = server.log_text();
@@ -169,6 +235,7 @@ fn unicast_udp_feed_is_served_as_hls() {
     feed_is_served(
         &format!("udp://127.0.0.1:{port}"),
         &format!("udp://127.0.0.1:{port}?pkt_size=1316"),
+        Video::H264,
     );
 }
 
@@ -178,5 +245,16 @@ fn multicast_udp_feed_is_served_as_hls() {
     feed_is_served(
         &format!("udp://239.255.0.1:{port}?interface=lo"),
         &format!("udp://239.255.0.1:{port}?pkt_size=1316&localaddr=127.0.0.1&ttl=1"),
+        Video::H264,
+    );
+}
+
+#[test]
+fn hevc_udp_feed_is_served_as_hvc1() {
+    let port = free_udp_port();
+    feed_is_served(
+        &format!("udp://127.0.0.1:{port}"),
+        &format!("udp://127.0.0.1:{port}?pkt_size=1316"),
+        Video::Hevc,
     );
 }

@@ -15,6 +15,7 @@ pub mod rtsp;
 pub mod sources;
 pub mod srt;
 pub mod store;
+pub mod ts_feed;
 pub mod udp;
 
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! MPEG-TS over UDP sources (`[[source]] url = "udp://..."`): a socket per source, unicast or
-//! joined to a multicast group, feeding an [`ingest::ts::TsDemuxer`]; the demuxer's tracks
-//! are published to the hub under the source's name.
+//! joined to a multicast group, feeding a [`TsFeed`] (`ts_feed.rs`, shared with SRT
+//! publishers), which demuxes H.264, HEVC and AAC and publishes the tracks to the hub under
+//! the source's name.
 //!
 //! All UDP sources share one thread, `cc-udp`, pinned to the ingest core and running a
 //! current-thread tokio runtime as their socket driver. It is a thread of its own rather than
@@ -10,33 +11,29 @@
 //!
 //! Life cycle of a source: the socket is bound (and the group joined) when the engine starts,
 //! so a bad address or interface is an error at start. The stream goes live (claim + start in
-//! the hub) once the program's tracks have their configs and media flows: every H.264 and AAC
-//! track the PMT announced, or, after [`STARTUP_WAIT`], the ones that have shown up. Units
-//! that arrive before then are held (up to [`MAX_HELD_UNITS`]) and sent first, so the first
-//! keyframe is not lost when it comes before the first audio frame. The first
+//! the hub) once the program's tracks have their configs and media flows, holding the units
+//! that come first (the feed's rules: [`STARTUP_WAIT`], [`MAX_HELD_UNITS`]). The first
 //! sender is followed; datagrams from other addresses are dropped and counted until the
 //! source goes silent. No datagram for `timeout` ends the publisher (the hub's grace period
-//! then waits for it); the next datagram starts over. A name that is live already (an RTMP
-//! publisher using it) is logged and tried again every [`CLAIM_RETRY`].
+//! then waits for it); the next datagram starts over with a new feed. A name that is live
+//! already (an RTMP publisher using it) is logged and tried again every [`CLAIM_RETRY`].
 //!
 //! Each source reports to its [`SourceHandle`]: `connecting` while it waits for a feed, `live`,
 //! `down` after a silence; datagrams, bytes and access units on lock-free counters, and the
 //! demuxer's error counts (`ts_sync_loss`, `ts_continuity`, `pes_error`, …) as deltas after
 //! each datagram that added any.
 
-use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use ingest::ts::{TsCounters, TsDemuxer, TsEvent, stream_type_name};
-use media::{AacConfig, AccessUnit, TrackConfig, TrackKind};
+use ingest::ts::TsCounters;
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
-use crate::hub::{HubHandle, PublisherClaim};
+use crate::hub::HubHandle;
 use crate::sources::{SourceHandle, SourceState};
+use crate::ts_feed::{ClaimPolicy, TsFeed};
+pub use crate::ts_feed::{MAX_HELD_UNITS, STARTUP_WAIT};
 
-/// How long a source waits for a track the PMT announced before going live without it.
-pub const STARTUP_WAIT: Duration = Duration::from_secs(3);
 /// How often a source whose name is taken tries again.
 pub const CLAIM_RETRY: Duration = Duration::from_secs(5);
 /// At most one log line about malformed input per source this often.
@@ -45,9 +42,6 @@ const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// moment on the ingest core does not drop datagrams. The kernel caps it at
 /// net.core.rmem_max.
 pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
-/// Access units held while a source waits for its last track's config (the first video
-/// keyframe often comes before the first audio frame): a few seconds of a feed.
-pub const MAX_HELD_UNITS: usize = 2048;
 /// The largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
 
@@ -225,54 +219,39 @@ pub fn run(
     })
 }
 
-/// One source's state beside its demuxer.
+/// One source: its sender filter and error log beside the [`TsFeed`] of the current feed.
 struct UdpSource {
     config: UdpSourceConfig,
     hub: HubHandle,
     board: SourceHandle,
-    demuxer: TsDemuxer,
+    feed: TsFeed,
     /// The address followed while the source is receiving.
     sender: Option<SocketAddr>,
-    /// Tracks the PMT announced.
-    expect_video: bool,
-    expect_audio: bool,
-    video: Option<TrackConfig>,
-    audio: Option<AacConfig>,
-    first_config_at: Option<Instant>,
-    claim: Option<PublisherClaim>,
-    next_claim_attempt: Option<Instant>,
-    /// Units that came before the stream could go live, sent when it does.
-    held: VecDeque<AccessUnit>,
     /// Counters as of the last error log line.
     logged: TsCounters,
-    /// Counters as last added to the board.
-    published: TsCounters,
     last_error_log: Option<Instant>,
     foreign_datagrams: u64,
-    unsupported_logged: Vec<(u16, u8)>,
 }
 
 impl UdpSource {
     fn new(config: UdpSourceConfig, hub: HubHandle, board: SourceHandle) -> Self {
+        let feed = TsFeed::new(
+            &config.name,
+            format!("udp {}", config.bind),
+            "UDP source",
+            hub.clone(),
+            board.clone(),
+            ClaimPolicy::Retry(CLAIM_RETRY),
+        );
         UdpSource {
             config,
             hub,
             board,
-            demuxer: TsDemuxer::new(),
+            feed,
             sender: None,
-            expect_video: false,
-            expect_audio: false,
-            video: None,
-            audio: None,
-            first_config_at: None,
-            claim: None,
-            next_claim_attempt: None,
-            held: VecDeque::new(),
             logged: TsCounters::default(),
-            published: TsCounters::default(),
             last_error_log: None,
             foreign_datagrams: 0,
-            unsupported_logged: Vec::new(),
         }
     }
 
@@ -307,6 +286,8 @@ impl UdpSource {
         match self.sender {
             None => {
                 self.sender = Some(from);
+                self.feed
+                    .set_origin(format!("udp {from} -> {}", self.config.bind));
                 if self.board.state() == SourceState::Down {
                     self.board.count_reconnect();
                 }
@@ -322,211 +303,19 @@ impl UdpSource {
             }
             Some(_) => {}
         }
-        self.board.count_input(1, data.len() as u64);
-        self.demuxer.handle_bytes(data);
-        while let Some(event) = self.demuxer.poll_event() {
-            self.handle_event(now, event);
-        }
-        self.publish_errors();
+        // Under ClaimPolicy::Retry a taken name is logged and retried by the feed: no error.
+        let _ = self.feed.handle_bytes(now, data);
         self.report_errors(now);
-    }
-
-    /// Adds the demuxer's new error counts to the board (one lock, only when there are some).
-    fn publish_errors(&mut self) {
-        let now = *self.demuxer.counters();
-        let then = self.published;
-        let dropped = |c: &TsCounters| c.errors() + c.duplicate_packets + c.scrambled_packets;
-        if dropped(&now) == dropped(&then) {
-            return;
-        }
-        for (kind, delta) in [
-            ("ts_sync_loss", now.sync_losses - then.sync_losses),
-            (
-                "ts_transport_error",
-                now.transport_errors - then.transport_errors,
-            ),
-            (
-                "ts_malformed_packet",
-                now.malformed_packets - then.malformed_packets,
-            ),
-            (
-                "ts_continuity",
-                now.continuity_errors - then.continuity_errors,
-            ),
-            (
-                "ts_duplicate",
-                now.duplicate_packets - then.duplicate_packets,
-            ),
-            (
-                "ts_scrambled",
-                now.scrambled_packets - then.scrambled_packets,
-            ),
-            ("ts_bad_section", now.bad_sections - then.bad_sections),
-            ("pes_error", now.bad_pes - then.bad_pes),
-            ("bad_video", now.bad_video - then.bad_video),
-            ("bad_audio", now.bad_audio - then.bad_audio),
-        ] {
-            self.board.count_error(kind, delta);
-        }
-        self.published = now;
-    }
-
-    fn handle_event(&mut self, now: Instant, event: TsEvent) {
-        match event {
-            TsEvent::Program(program) => {
-                self.expect_video = program.video_pid.is_some();
-                self.expect_audio = program.audio_pid.is_some();
-                tracing::debug!(source = %self.config.name, ?program, "program map");
-            }
-            TsEvent::VideoConfig(_) | TsEvent::HevcConfig(_) => {
-                let config = match event {
-                    TsEvent::HevcConfig(hevc) => TrackConfig::Hevc(hevc),
-                    TsEvent::VideoConfig(avc) => TrackConfig::Avc(avc),
-                    _ => return,
-                };
-                let changed = self.video.as_ref() != Some(&config);
-                self.video = Some(config);
-                self.first_config_at.get_or_insert(now);
-                self.restart_if(changed, TrackKind::Video);
-            }
-            TsEvent::AudioConfig(config) => {
-                let changed = self.audio.as_ref() != Some(&config);
-                self.audio = Some(config);
-                self.first_config_at.get_or_insert(now);
-                self.restart_if(changed, TrackKind::Audio);
-            }
-            TsEvent::Media(unit) => {
-                if !self.go_live(now) {
-                    // Kept for when the stream starts: dropping them would lose the first
-                    // keyframe, and with it the first GOP.
-                    if self.held.len() >= MAX_HELD_UNITS {
-                        self.held.pop_front();
-                    }
-                    self.held.push_back(unit);
-                    return;
-                }
-                for unit in std::mem::take(&mut self.held).into_iter().chain([unit]) {
-                    self.send(unit);
-                }
-            }
-            TsEvent::Scte35 { pid, section, .. } => {
-                // Kept by the demuxer for the packager, which does not take them yet.
-                tracing::debug!(source = %self.config.name, pid, bytes = section.len(), "SCTE-35 section");
-            }
-            TsEvent::Unsupported {
-                pid,
-                stream_type,
-                reason,
-            } => {
-                if !self.unsupported_logged.contains(&(pid, stream_type)) {
-                    self.unsupported_logged.push((pid, stream_type));
-                    tracing::warn!(
-                        source = %self.config.name,
-                        pid,
-                        stream_type = format_args!("0x{stream_type:02x}"),
-                        codec = stream_type_name(stream_type),
-                        "UDP source: stream not read: {reason}"
-                    );
-                }
-            }
-            other => {
-                tracing::debug!(source = %self.config.name, event = ?other, "TS event ignored")
-            }
-        }
-    }
-
-    fn send(&self, unit: AccessUnit) {
-        let has_track = match unit.kind() {
-            TrackKind::Video => self.video.is_some(),
-            TrackKind::Audio => self.audio.is_some(),
-        };
-        if let Some(claim) = &self.claim
-            && has_track
-        {
-            claim.send_unit(unit);
-            self.board.count_access_units(1);
-        }
-    }
-
-    /// Claims and starts the stream once its tracks are known; true when it is live.
-    fn go_live(&mut self, now: Instant) -> bool {
-        if self.claim.as_ref().is_some_and(PublisherClaim::is_started) {
-            return true;
-        }
-        let complete = (self.video.is_some() || !self.expect_video)
-            && (self.audio.is_some() || !self.expect_audio);
-        let waited = self
-            .first_config_at
-            .is_some_and(|first| now.duration_since(first) >= STARTUP_WAIT);
-        if !(complete || waited) || (self.video.is_none() && self.audio.is_none()) {
-            return false;
-        }
-        if self.claim.is_none() {
-            if self.next_claim_attempt.is_some_and(|at| now < at) {
-                return false;
-            }
-            let origin = match self.sender {
-                Some(sender) => format!("udp {sender} -> {}", self.config.bind),
-                None => format!("udp {}", self.config.bind),
-            };
-            match self.hub.claim(&self.config.name, &origin) {
-                Ok(claim) => {
-                    self.claim = Some(claim);
-                    self.next_claim_attempt = None;
-                }
-                Err(e) => {
-                    tracing::warn!(source = %self.config.name, reason = %e, retry_secs = CLAIM_RETRY.as_secs(), "UDP source cannot publish");
-                    self.next_claim_attempt = Some(now + CLAIM_RETRY);
-                    return false;
-                }
-            }
-        }
-        let Some(claim) = self.claim.as_mut() else {
-            return false;
-        };
-        claim.start_tracks(self.video.clone(), self.audio.clone());
-        self.board.set_live();
-        tracing::info!(
-            source = %self.config.name,
-            url = %self.config.url,
-            from = ?self.sender,
-            video = self.video.as_ref().map(|v| {
-                let (width, height) = v.video_size().unwrap_or_default();
-                format!("{} {width}x{height}", v.codec_string())
-            }),
-            audio = self.audio.as_ref().map(|a| format!("{} {} Hz {} ch", a.codec_string(), a.sample_rate, a.channels)),
-            "UDP source live"
-        );
-        true
-    }
-
-    /// New parameters for a track once the stream runs: restart it (a discontinuity).
-    fn restart_if(&mut self, changed: bool, kind: TrackKind) {
-        let Some(claim) = self.claim.as_mut() else {
-            return;
-        };
-        if changed && claim.is_started() {
-            tracing::info!(source = %self.config.name, track = ?kind, "track parameters changed mid-stream");
-            claim.start_tracks(self.video.clone(), self.audio.clone());
-        }
     }
 
     /// No datagram for `timeout`: hand out what the demuxer holds, end the publisher and
     /// start over.
     fn handle_silence(&mut self) {
         let now = Instant::now();
-        self.demuxer.handle_end_of_stream();
-        while let Some(event) = self.demuxer.poll_event() {
-            self.handle_event(now, event);
-        }
-        self.publish_errors();
-        self.report_errors(now);
-        let was_live = self.claim.is_some();
         let reason = format!("no datagram for {} s", self.config.timeout.as_secs_f32());
-        if let Some(mut claim) = self.claim.take() {
-            claim.set_end_reason(reason.clone());
-        }
-        let counters = *self.demuxer.counters();
+        let was_live = self.feed.finish(now, &reason);
+        self.report_errors(now);
+        let counters = *self.feed.counters();
         tracing::info!(
             source = %self.config.name,
             from = ?self.sender,
@@ -544,7 +333,7 @@ impl UdpSource {
 
     /// Logs malformed input, at most once per [`ERROR_LOG_INTERVAL`].
     fn report_errors(&mut self, now: Instant) {
-        let counters = *self.demuxer.counters();
+        let counters = *self.feed.counters();
         let new_errors = counters.errors() - self.logged.errors();
         let new_skipped = counters.skipped_bytes - self.logged.skipped_bytes;
         if new_errors == 0 && new_skipped == 0 {
