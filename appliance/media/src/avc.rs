@@ -10,6 +10,7 @@
 use bytes::Bytes;
 
 use crate::MediaError;
+use crate::bits::{BitReader, BitResult, gcd, remove_emulation_prevention};
 
 /// Parameters of an H.264 track.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,13 +245,13 @@ impl Sps {
         }
         let rbsp = remove_emulation_prevention(payload);
         let mut r = BitReader::new(&rbsp);
-        Self::read(&mut r).map_err(|e| MediaError::Sps(e.to_string()))
+        Self::read(&mut r).map_err(MediaError::Sps)
     }
 
-    fn read(r: &mut BitReader<'_>) -> Result<Sps, SpsError> {
-        let profile_idc = r.bits(8, "profile_idc")? as u8;
-        let constraint_flags = r.bits(8, "constraint_set flags")? as u8;
-        let level_idc = r.bits(8, "level_idc")? as u8;
+    fn read(r: &mut BitReader<'_>) -> BitResult<Sps> {
+        let profile_idc = r.bits32(8, "profile_idc")? as u8;
+        let constraint_flags = r.bits32(8, "constraint_set flags")? as u8;
+        let level_idc = r.bits32(8, "level_idc")? as u8;
         r.ue_max("seq_parameter_set_id", 31)?;
 
         let mut chroma_format_idc = 1;
@@ -323,12 +324,10 @@ impl Sps {
             let crop_x = (left + right) * crop_unit_x;
             let crop_y = (top + bottom) * crop_unit_y;
             if crop_x >= coded_width || crop_y >= coded_height {
-                return Err(SpsError::Value {
-                    what: "frame cropping",
-                    detail: format!(
-                        "crops {crop_x}x{crop_y} pixels off a {coded_width}x{coded_height} picture"
-                    ),
-                });
+                return Err(format!(
+                    "frame cropping: crops {crop_x}x{crop_y} pixels off a \
+                     {coded_width}x{coded_height} picture"
+                ));
             }
             width -= crop_x;
             height -= crop_y;
@@ -352,17 +351,14 @@ impl Sps {
 }
 
 /// scaling_list() of §7.3.2.1.1.1: only read to get past it.
-fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), SpsError> {
-    let mut last_scale: i32 = 8;
-    let mut next_scale: i32 = 8;
+fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> BitResult<()> {
+    let mut last_scale: i64 = 8;
+    let mut next_scale: i64 = 8;
     for _ in 0..size {
         if next_scale != 0 {
             let delta = r.se("delta_scale")?;
             if !(-128..=127).contains(&delta) {
-                return Err(SpsError::Value {
-                    what: "delta_scale",
-                    detail: format!("{delta} outside -128..=127"),
-                });
+                return Err(format!("delta_scale: {delta} outside -128..=127"));
             }
             next_scale = (last_scale + delta + 256) % 256;
         }
@@ -375,30 +371,38 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), SpsError>
 
 /// Reads vui_parameters() (§E.1.1) up to the timing info. The frame rate of a progressive
 /// stream is time_scale / (2 * num_units_in_tick) (§E.2.1, a frame is two field ticks).
-fn read_vui_frame_rate(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, SpsError> {
+/// Skips the start of vui_parameters() up to the chroma sample location, which H.264 (§E.1.1)
+/// and H.265 (§E.2.1) share field for field: aspect ratio, overscan, video signal type and
+/// colour description, chroma location.
+pub(crate) fn skip_vui_picture_fields(r: &mut BitReader<'_>) -> BitResult<()> {
     const EXTENDED_SAR: u32 = 255;
-    if r.flag("aspect_ratio_info_present_flag")? && r.bits(8, "aspect_ratio_idc")? == EXTENDED_SAR {
-        r.bits(16, "sar_width")?;
-        r.bits(16, "sar_height")?;
+    if r.flag("aspect_ratio_info_present_flag")? && r.bits32(8, "aspect_ratio_idc")? == EXTENDED_SAR
+    {
+        r.skip(32, "sar_width and sar_height")?;
     }
     if r.flag("overscan_info_present_flag")? {
         r.flag("overscan_appropriate_flag")?;
     }
     if r.flag("video_signal_type_present_flag")? {
-        r.bits(4, "video_format and video_full_range_flag")?;
+        r.skip(4, "video_format and video_full_range_flag")?;
         if r.flag("colour_description_present_flag")? {
-            r.bits(24, "colour description")?;
+            r.skip(24, "colour description")?;
         }
     }
     if r.flag("chroma_loc_info_present_flag")? {
         r.ue("chroma_sample_loc_type_top_field")?;
         r.ue("chroma_sample_loc_type_bottom_field")?;
     }
+    Ok(())
+}
+
+fn read_vui_frame_rate(r: &mut BitReader<'_>) -> BitResult<Option<(u32, u32)>> {
+    skip_vui_picture_fields(r)?;
     if !r.flag("timing_info_present_flag")? {
         return Ok(None);
     }
-    let num_units_in_tick = r.bits(32, "num_units_in_tick")?;
-    let time_scale = r.bits(32, "time_scale")?;
+    let num_units_in_tick = r.bits32(32, "num_units_in_tick")?;
+    let time_scale = r.bits32(32, "time_scale")?;
     if num_units_in_tick == 0 || time_scale == 0 {
         // Both must be > 0 (§E.2.1); a zero means the encoder did not know: no rate.
         return Ok(None);
@@ -408,118 +412,6 @@ fn read_vui_frame_rate(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, SpsE
     let divisor = gcd(num, den);
     let (num, den) = (num / divisor, den / divisor);
     Ok(u32::try_from(num).ok().zip(u32::try_from(den).ok()))
-}
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-/// Removes emulation prevention bytes (the 0x03 of each 00 00 03, §7.4.1).
-fn remove_emulation_prevention(payload: &[u8]) -> Vec<u8> {
-    let mut rbsp = Vec::with_capacity(payload.len());
-    let mut zeros = 0;
-    for &byte in payload {
-        if zeros >= 2 && byte == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if byte == 0 { zeros + 1 } else { 0 };
-        rbsp.push(byte);
-    }
-    rbsp
-}
-
-#[derive(Debug, thiserror::Error)]
-enum SpsError {
-    #[error("truncated at bit {bit} while reading {what}")]
-    Truncated { what: &'static str, bit: usize },
-    #[error("{what} at bit {bit}: exp-Golomb code longer than 32 bits")]
-    GolombTooLong { what: &'static str, bit: usize },
-    #[error("{what} {value} at bit {bit} is above its limit {max}")]
-    TooLarge {
-        what: &'static str,
-        value: u32,
-        max: u32,
-        bit: usize,
-    },
-    #[error("{what}: {detail}")]
-    Value { what: &'static str, detail: String },
-}
-
-/// MSB-first bit reader over an RBSP with exp-Golomb codes (§9.1).
-struct BitReader<'a> {
-    data: &'a [u8],
-    bit: usize,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        BitReader { data, bit: 0 }
-    }
-
-    fn flag(&mut self, what: &'static str) -> Result<bool, SpsError> {
-        Ok(self.bits(1, what)? == 1)
-    }
-
-    /// Reads `count` (at most 32) bits.
-    fn bits(&mut self, count: u32, what: &'static str) -> Result<u32, SpsError> {
-        debug_assert!(count <= 32);
-        let mut value: u64 = 0;
-        for _ in 0..count {
-            let byte = self.data.get(self.bit / 8).ok_or(SpsError::Truncated {
-                what,
-                bit: self.bit,
-            })?;
-            let bit = (byte >> (7 - self.bit % 8)) & 1;
-            value = (value << 1) | u64::from(bit);
-            self.bit += 1;
-        }
-        // At most 32 bits were shifted in.
-        Ok(value as u32)
-    }
-
-    fn ue(&mut self, what: &'static str) -> Result<u32, SpsError> {
-        let start = self.bit;
-        let mut leading_zeros = 0;
-        while !self.flag(what)? {
-            leading_zeros += 1;
-            if leading_zeros > 31 {
-                return Err(SpsError::GolombTooLong { what, bit: start });
-            }
-        }
-        let suffix = u64::from(self.bits(leading_zeros, what)?);
-        let value = (1u64 << leading_zeros) - 1 + suffix;
-        u32::try_from(value).map_err(|_| SpsError::GolombTooLong { what, bit: start })
-    }
-
-    fn ue_max(&mut self, what: &'static str, max: u32) -> Result<u32, SpsError> {
-        let bit = self.bit;
-        let value = self.ue(what)?;
-        if value > max {
-            return Err(SpsError::TooLarge {
-                what,
-                value,
-                max,
-                bit,
-            });
-        }
-        Ok(value)
-    }
-
-    fn se(&mut self, what: &'static str) -> Result<i32, SpsError> {
-        let code = i64::from(self.ue(what)?);
-        let magnitude = (code + 1) / 2;
-        // |value| <= 2^31, and -2^31 fits; +2^31 cannot come out of a 32-bit code's range
-        // except for code = 2^32-1, which `ue` rejects.
-        let value = if code % 2 == 1 { magnitude } else { -magnitude };
-        i32::try_from(value).map_err(|_| SpsError::GolombTooLong {
-            what,
-            bit: self.bit,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! An MSB-first bit reader for the HEVC and AV1 headers: fixed-width fields, exp-Golomb codes
-//! (H.265 §9.2) and AV1's `uvlc()` (AV1 §4.10.3). Errors are plain strings that say which field
-//! ran out or overflowed at which bit, for the caller to wrap in its [`crate::MediaError`].
+//! An MSB-first bit reader for the H.264, HEVC and AV1 headers: fixed-width fields, exp-Golomb
+//! codes (H.264 §9.1, H.265 §9.2) and AV1's `uvlc()` (AV1 §4.10.3). Errors are plain strings
+//! that say which field ran out or overflowed at which bit, for the caller to wrap in its
+//! [`crate::MediaError`].
 
 pub(crate) struct BitReader<'a> {
     data: &'a [u8],

@@ -475,23 +475,7 @@ fn read_frame_rate(
     if !r.flag("vui_parameters_present_flag")? {
         return Ok(None);
     }
-    const EXTENDED_SAR: u64 = 255;
-    if r.flag("aspect_ratio_info_present_flag")? && r.bits(8, "aspect_ratio_idc")? == EXTENDED_SAR {
-        r.skip(32, "sar_width and sar_height")?;
-    }
-    if r.flag("overscan_info_present_flag")? {
-        r.flag("overscan_appropriate_flag")?;
-    }
-    if r.flag("video_signal_type_present_flag")? {
-        r.skip(4, "video_format and video_full_range_flag")?;
-        if r.flag("colour_description_present_flag")? {
-            r.skip(24, "colour description")?;
-        }
-    }
-    if r.flag("chroma_loc_info_present_flag")? {
-        r.ue("chroma_sample_loc_type_top_field")?;
-        r.ue("chroma_sample_loc_type_bottom_field")?;
-    }
+    crate::avc::skip_vui_picture_fields(r)?;
     r.skip(3, "neutral_chroma, field_seq and frame_field_info flags")?;
     if r.flag("default_display_window_flag")? {
         for _ in 0..4 {
