@@ -39,6 +39,8 @@ unit:
 	else \
 	  $(CARGO) test --workspace --no-fail-fast; \
 	fi
+	# No heap allocation per request on the delivery threads (a build with a counting allocator).
+	$(CARGO) test -p corecast-engine --features count-allocations --test alloc_per_request
 
 clean:
 	$(CARGO) clean
