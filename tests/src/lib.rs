@@ -64,6 +64,23 @@ impl Server {
     /// Starts `corecast run` with `config` (TOML, without the address keys: they are chosen
     /// here) and waits until the playback and API ports answer.
     pub fn start(config: &str, extra_args: &[&str]) -> Server {
+        // The ports are found free and released, so something else (most often another test's
+        // outgoing connection, whose ephemeral port comes from the same range) can take one
+        // before corecast binds it; corecast then exits saying so, and it is started again on
+        // new ports.
+        const ATTEMPTS: u32 = 5;
+        for attempt in 1..=ATTEMPTS {
+            let mut server = Self::spawn(config, extra_args);
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(log) if attempt < ATTEMPTS && log.contains("Address already in use") => {}
+                Err(log) => panic!("corecast did not start listening:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn(config: &str, extra_args: &[&str]) -> Server {
         let dir = TempDir::new("server");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -89,7 +106,7 @@ impl Server {
             .stderr(log_file)
             .spawn()
             .expect("start corecast");
-        let server = Server {
+        Server {
             child,
             http,
             rtmp,
@@ -97,20 +114,23 @@ impl Server {
             srt,
             log,
             _dir: dir,
-        };
-        server.wait_ready();
-        server
+        }
     }
 
-    fn wait_ready(&self) {
+    /// Waits until the playback and API ports answer; on failure (corecast exited, or 20 s
+    /// passed) returns its log.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if TcpStream::connect(self.http).is_ok() && TcpStream::connect(self.api).is_ok() {
-                return;
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("(exited: {status})\n{}", self.log_text()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("corecast did not start listening:\n{}", self.log_text());
+        Err(self.log_text())
     }
 
     /// The corecast process id (for /proc readings).
