@@ -23,11 +23,8 @@ if [[ "$viewers" != 0 && "$viewer_seconds" -lt 10 ]]; then
   echo "VIEWER_SECONDS must be at least 10 (5 s ramp-up, 3 s to finish)" >&2
   exit 2
 fi
-port_free() { ! ss -Htln "sport = :$1" | grep -q .; }
-port=${BENCH_HTTP_PORT:-39080}
-until port_free "$port" && port_free $((port + 1)) && port_free $((port + 2)); do
-  port=$((port + 3))
-done
+source bench/lib.sh
+port=$(free_port_block "${BENCH_HTTP_PORT:-39080}" 4)
 out=out/bench
 mkdir -p "$out"
 if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
@@ -36,10 +33,8 @@ if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
 fi
 
 run_dir=$(mktemp -d)
-cat > "$run_dir/corecast.toml" <<TOML
-http = "127.0.0.1:$port"
-rtmp = "127.0.0.1:$((port + 1))"
-api = "127.0.0.1:$((port + 2))"
+corecast_addresses "$port" > "$run_dir/corecast.toml"
+cat >> "$run_dir/corecast.toml" <<TOML
 [demo]
 width = 640
 height = 360

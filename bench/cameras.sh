@@ -29,12 +29,9 @@ python=/usr/bin/python3
 [[ -n "${BENCH_NO_BUILD:-}" ]] || cargo build --release -p corecast
 bin="$target/release/corecast"
 
-port_free() { ! ss -Htaun "sport = :$1" | grep -q .; }
-port=${BENCH_PORT:-39080}
-until port_free "$port" && port_free $((port + 1)) && port_free $((port + 2)) && port_free $((port + 3)); do
-  port=$((port + 4))
-done
-http=$port rtmp=$((port + 1)) api=$((port + 2)) rtsp=$((port + 3))
+source bench/lib.sh
+port=$(free_port_block "${BENCH_PORT:-39080}" 5)
+api=$((port + 2)) rtsp=$((port + 4))
 out=out/bench
 mkdir -p "$out"
 run_dir=$(mktemp -d)
@@ -55,9 +52,7 @@ for _ in $(seq 100); do
 done
 
 {
-  echo "http = \"127.0.0.1:$http\""
-  echo "rtmp = \"127.0.0.1:$rtmp\""
-  echo "api = \"127.0.0.1:$api\""
+  corecast_addresses "$port"
   echo "[demo]"
   echo "enabled = false"
   echo "[packaging]"

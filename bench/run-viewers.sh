@@ -13,21 +13,16 @@ viewers=${1:-1000}
 seconds=${2:-40}
 shift $(( $# < 2 ? $# : 2 ))
 target=${CARGO_TARGET_DIR:-target}
-# Three free ports in a row (another corecast on this box must not catch our load).
-port_free() { ! ss -Htln "sport = :$1" | grep -q .; }
-port=${BENCH_HTTP_PORT:-38080}
-until port_free "$port" && port_free $((port + 1)) && port_free $((port + 2)); do
-  port=$((port + 3))
-done
+# Four free ports in a row (another corecast on this box must not catch our load).
+source bench/lib.sh
+port=$(free_port_block "${BENCH_HTTP_PORT:-38080}" 4)
 out=out/bench
 mkdir -p "$out"
 [[ -n "${BENCH_NO_BUILD:-}" ]] || cargo build --release -p corecast -p corecast-bench
 
 run_dir=$(mktemp -d)
-cat > "$run_dir/corecast.toml" <<TOML
-http = "127.0.0.1:$port"
-rtmp = "127.0.0.1:$((port + 1))"
-api = "127.0.0.1:$((port + 2))"
+corecast_addresses "$port" > "$run_dir/corecast.toml"
+cat >> "$run_dir/corecast.toml" <<TOML
 [demo]
 width = 640
 height = 360

@@ -592,12 +592,16 @@ pub fn run(config: &CompareConfig) -> Result<CompareReport, BenchError> {
     let rtmp = SocketAddr::from((ip, ports[1]));
     let api = SocketAddr::from((ip, ports[2]));
     let nginx_addr = SocketAddr::from((ip, ports[3]));
+    // SRT too, or corecast would bind UDP 9000, which a running corecast may hold.
+    let srt = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .map_err(|e| fail(format!("picking a free UDP port: {e}")))?;
 
     // corecast: no demo (its encoder would share the delivery core); published streams stay
     // fetchable after their publisher leaves (ended_retention_seconds).
     let corecast_conf = out.join("corecast.toml");
     let toml = format!(
-        "http = \"{http}\"\nrtmp = \"{rtmp}\"\napi = \"{api}\"\n\
+        "http = \"{http}\"\nrtmp = \"{rtmp}\"\napi = \"{api}\"\nsrt = \"{srt}\"\n\
          [packaging]\nsegment_seconds = 2.0\nwindow = 6\ngrace_period_seconds = 1\n\
          ended_retention_seconds = 3600\n\
          [delivery]\nworkers = {}\nmax_connections_per_worker = 20000\n",
