@@ -13,6 +13,7 @@
 //! `compare-nginx` ([`compare`]) runs corecast and nginx side by side on the same bytes, the
 //! same worker CPUs and the same load (wrk closed loop, then the viewer simulation).
 
+pub mod body_paths;
 pub mod closed;
 pub mod compare;
 pub mod compare_run;

@@ -32,6 +32,48 @@ enum Command {
     /// The default ladder through corecast's transcode graph vs the `ffmpeg` command line with
     /// the same x264 settings and thread budget, alternating rounds (docs/capacity.md).
     Transcode(TranscodeArgs),
+    /// What a response body costs the server's CPU when copied into the socket (corecast's
+    /// way) versus handed over as page references (`sendfile`, io_uring `splice`), on three
+    /// minimal servers under the same closed loop (docs/capacity.md).
+    BodyPaths(BodyPathsArgs),
+    /// One server of `body-paths` (started by it).
+    #[command(hide = true)]
+    BodyPathServer(BodyPathServerArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct BodyPathsArgs {
+    /// Body sizes in bytes, comma-separated (compare-nginx's 100 KB and 1 MB segments).
+    #[arg(long, value_delimiter = ',', default_value = "97161,1000640")]
+    sizes: Vec<usize>,
+    #[arg(long, value_delimiter = ',', default_value = "send,sendfile,splice")]
+    paths: Vec<corecast_bench::body_paths::BodyPath>,
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Seconds of load per run.
+    #[arg(long, default_value_t = 6)]
+    seconds: u64,
+    #[arg(short = 'c', long, default_value_t = 256)]
+    connections: u32,
+    #[arg(long, default_value_t = 0)]
+    server_cpu: usize,
+    #[arg(long, default_value_t = 1)]
+    load_cpu: usize,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct BodyPathServerArgs {
+    #[arg(long)]
+    path: corecast_bench::body_paths::BodyPath,
+    #[arg(long)]
+    size: usize,
+    #[arg(long)]
+    port: u16,
+    #[arg(long)]
+    seconds: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -316,6 +358,28 @@ fn transcode(args: TranscodeArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn body_paths(args: BodyPathsArgs) -> Result<(), String> {
+    use corecast_bench::body_paths::{BodyPathsConfig, run_body_paths};
+    let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    let config = BodyPathsConfig {
+        exe,
+        sizes: args.sizes,
+        paths: args.paths,
+        rounds: args.rounds.max(1),
+        seconds: args.seconds.max(1),
+        connections: args.connections.max(1),
+        server_cpu: args.server_cpu,
+        load_cpu: args.load_cpu,
+    };
+    let report = run_body_paths(&config).map_err(|e| e.to_string())?;
+    print!("{}", report.table());
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -323,6 +387,11 @@ fn main() -> ExitCode {
         Command::CompareNginx(args) => compare_nginx(args),
         Command::Load(args) => load(args),
         Command::Transcode(args) => transcode(args),
+        Command::BodyPaths(args) => body_paths(args),
+        Command::BodyPathServer(args) => {
+            corecast_bench::body_paths::serve(args.path, args.size, args.port, args.seconds)
+                .map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
