@@ -289,3 +289,55 @@ fn hls_js_plays_an_rtmp_publish_in_chromium() {
         String::from_utf8_lossy(&published.stderr)
     );
 }
+
+/// An RTMP publish transcoded to one small AV1 rung (SVT-AV1, CMAF `av01`): hls.js plays that
+/// rung's media playlist in Chromium, which decodes it (the only 320x180 pictures there are).
+#[test]
+fn hls_js_plays_the_av1_rung_in_chromium() {
+    const AV1_CONFIG: &str = "[packaging]\ngrace_period_seconds = 2\n[transcode]\nenabled = true\n\
+        [[transcode.rungs]]\nname = \"180p-av1\"\ncodec = \"av1\"\nheight = 180\n\
+        bitrate_kbps = 150\nmaxrate_kbps = 200\n";
+    prepare_browser();
+    let server = Server::start(AV1_CONFIG, &["--no-demo"]);
+    let mut ffmpeg = ffmpeg_publish(&server.rtmp_url("cam"), 30);
+    server.wait_for(
+        "/live/cam/180p-av1/index.m3u8",
+        Duration::from_secs(40),
+        |t| MediaPlaylist::parse(t).segments.len() >= 2,
+    );
+    let multivariant = server.get("/live/cam/index.m3u8").text();
+    let av1_variant = multivariant
+        .lines()
+        .zip(multivariant.lines().skip(1))
+        .find(|(_, uri)| uri.starts_with("180p-av1/"))
+        .map(|(tag, _)| tag.to_owned())
+        .unwrap_or_default();
+    assert!(
+        av1_variant.contains("CODECS=\"av01.") && av1_variant.contains("RESOLUTION=320x180"),
+        "AV1 variant in the multivariant playlist: {multivariant}"
+    );
+
+    let playback = play("hls", &server.url("/live/cam/180p-av1/index.m3u8"));
+    let r = &playback.report;
+    let mut problems = Vec::new();
+    let advanced = playback.f64("advanced");
+    if advanced < MIN_ADVANCE_SECONDS {
+        problems.push(format!("currentTime advanced {advanced:.2} s"));
+    }
+    if (r["videoWidth"].as_u64(), r["videoHeight"].as_u64()) != (Some(320), Some(180)) {
+        problems.push(format!("picture {}x{}", r["videoWidth"], r["videoHeight"]));
+    }
+    if r["fatalErrors"] != 0 || playback.count("videoErrors") > 0 {
+        problems.push(format!("errors {} / {}", r["errors"], r["videoErrors"]));
+    }
+    if r["videoDecodedBytes"].as_u64().unwrap_or(0) == 0 {
+        problems.push("Chromium decoded no video".into());
+    }
+    let _ = wait_child(&mut ffmpeg, Duration::from_secs(40));
+    assert!(
+        problems.is_empty(),
+        "{}\nhls.js report: {r}\n{}",
+        problems.join("\n"),
+        server.log_text()
+    );
+}
