@@ -133,6 +133,22 @@ impl Server {
         Err(self.log_text())
     }
 
+    /// Sends SIGTERM and waits up to `limit` for corecast to exit; its exit status, or `None`
+    /// if it was still running then.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// The corecast process id (for /proc readings).
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -127,14 +127,49 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let stop_signals = block_stop_signals();
     match engine::Engine::start(config) {
         Ok(engine) => {
-            engine.wait();
+            let signal = wait_for_stop_signal(&stop_signals);
+            tracing::info!(signal, "stop signal received");
+            engine.stop();
             ExitCode::SUCCESS
         }
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM (systemd, docker stop) and SIGINT (Ctrl-C), blocked in this thread before the
+/// engine starts its threads: they inherit the mask, so the signals stay pending for
+/// [`wait_for_stop_signal`] instead of killing the process mid-response.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise and fill the set we own
+    // with valid signal numbers, and pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Blocks until SIGTERM or SIGINT arrives; returns its name.
+fn wait_for_stop_signal(set: &libc::sigset_t) -> &'static str {
+    let mut signal: libc::c_int = 0;
+    loop {
+        // SAFETY: `set` was filled by `block_stop_signals`; sigwait writes one int we own.
+        let rc = unsafe { libc::sigwait(set, &mut signal) };
+        if rc == 0 {
+            return if signal == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
         }
     }
 }

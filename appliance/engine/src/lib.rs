@@ -335,6 +335,24 @@ impl Engine {
         })
     }
 
+    /// Stops serving, for a process that is about to exit: each delivery worker stops
+    /// accepting, lets responses already being sent finish (about two seconds at most) and
+    /// closes its connections, so viewers see whole segments and a clean close rather than a
+    /// reset. Streams are not ended (no `EXT-X-ENDLIST`): a restarted appliance carries on
+    /// with the same streams, and players should retry rather than stop.
+    pub fn stop(self) {
+        let viewers: u64 = self
+            .workers
+            .iter()
+            .map(|w| w.stats().connections.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        tracing::info!(viewers, "stopping: closing viewer connections");
+        for worker in self.workers {
+            worker.stop();
+        }
+        tracing::info!("stopped");
+    }
+
     /// Blocks until the engine's threads end (in practice: until the process is stopped).
     pub fn wait(self) {
         for thread in self.threads {
