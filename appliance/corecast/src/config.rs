@@ -11,7 +11,7 @@ use engine::{
     SrtSourceConfig, SrtStreamConfig, TranscodeConfig, UdpSourceConfig,
 };
 use serde::Deserialize;
-use transcode::{GpuFallback, NvencPreset, RungCodec, RungEncoder};
+use transcode::{DecoderChoice, GpuFallback, NvencPreset, RungCodec, RungEncoder};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -63,6 +63,8 @@ pub struct TranscodeSection {
     /// Streams that stay passthrough: names, or prefixes ending in `*`.
     pub passthrough_streams: Vec<String>,
     pub decoder_threads: u32,
+    /// `auto` (NVDEC when available, else the CPU), `cpu`, or `nvdec` (NVDEC or no ladder).
+    pub decoder: String,
     pub encoder_threads: u32,
     pub queue_frames: usize,
     /// Transcode worker threads (0: automatic, from the core plan).
@@ -94,6 +96,7 @@ impl Default for TranscodeSection {
                 .collect(),
             passthrough_streams: t.passthrough_streams,
             decoder_threads: t.decoder_threads,
+            decoder: t.decoder.name().to_owned(),
             encoder_threads: t.encoder_threads,
             queue_frames: t.queue_frames,
             workers: t.workers,
@@ -115,10 +118,12 @@ pub struct RungSection {
     pub preset: String,
     #[serde(default = "default_profile")]
     pub profile: String,
-    /// `h264` (default) or `av1` (docs/transcode.md, "AV1 rungs").
+    /// `h264` (default), `hevc` (docs/transcode.md, "HEVC rungs") or `av1` ("AV1 rungs").
     pub codec: Option<String>,
-    /// `x264` or `nvenc` for H.264 (docs/transcode.md, "GPU rungs"), `rav1e` or `svt-av1` for
-    /// AV1. Default: x264 for H.264, the measured default AV1 encoder for AV1.
+    /// `x264` or `nvenc` for H.264 (docs/transcode.md, "GPU rungs"), `x265` or `nvenc` for
+    /// HEVC, `rav1e` or `svt-av1` for AV1 (`nvenc` for AV1 always falls back: FFmpeg 5.1 has
+    /// no av1_nvenc). Default: x264 for H.264, x265 for HEVC, the measured default AV1
+    /// encoder for AV1.
     pub encoder: Option<String>,
     /// AV1 speed: rav1e `0..=10`, SVT-AV1 `0..=13` (higher is faster). Default: rav1e 10,
     /// SVT-AV1 12.
@@ -126,7 +131,8 @@ pub struct RungSection {
     /// `p1` … `p7`, used when the rung runs on NVENC.
     #[serde(default = "default_nvenc_preset")]
     pub nvenc_preset: String,
-    /// An `nvenc` rung where NVENC is unavailable: `cpu` (x264, warn) or `fail` (no ladder).
+    /// An `nvenc` rung where NVENC is unavailable: `cpu` (the codec's CPU encoder: x264, x265
+    /// or SVT-AV1; warn) or `fail` (no ladder).
     #[serde(default = "default_fallback")]
     pub fallback: String,
 }
@@ -146,14 +152,23 @@ fn rung_encoder(rung: &RungSection) -> Result<RungEncoder, String> {
         None => None,
         Some(name) => Some(
             RungCodec::from_name(name)
-                .ok_or_else(|| format!("codec = {name:?}: use h264 or av1"))?,
+                .ok_or_else(|| format!("codec = {name:?}: use h264, hevc or av1"))?,
         ),
     };
     let encoder = match rung.encoder.as_deref() {
         None => codec.unwrap_or(RungCodec::H264).default_encoder(),
-        Some(name) => RungEncoder::from_name(name).ok_or_else(|| {
-            format!("encoder = {name:?}: use x264 or nvenc (h264), rav1e or svt-av1 (av1)")
-        })?,
+        Some(name) => {
+            let named = RungEncoder::from_name(name).ok_or_else(|| {
+                format!(
+                    "encoder = {name:?}: use x264 or nvenc (h264), x265 or nvenc (hevc), rav1e \
+                     or svt-av1 (av1)"
+                )
+            })?;
+            // `nvenc` takes the rung's codec; other names fix theirs (checked below).
+            codec
+                .and_then(|codec| RungEncoder::for_codec(codec, name))
+                .unwrap_or(named)
+        }
     };
     if let Some(codec) = codec.filter(|&codec| codec != encoder.codec()) {
         return Err(format!(
@@ -415,11 +430,18 @@ impl TranscodeSection {
                 self.queue_frames
             )));
         }
+        let decoder = DecoderChoice::from_name(&self.decoder).ok_or_else(|| {
+            invalid(format!(
+                "transcode.decoder = {:?}: use auto, cpu or nvdec",
+                self.decoder
+            ))
+        })?;
         Ok(TranscodeConfig {
             enabled: self.enabled,
             rungs,
             passthrough_streams: self.passthrough_streams.clone(),
             decoder_threads: self.decoder_threads,
+            decoder,
             encoder_threads: self.encoder_threads,
             queue_frames: self.queue_frames,
             workers: self.workers,
@@ -914,7 +936,13 @@ mod tests {
                 t.rungs[1].nvenc_preset,
                 t.rungs[1].fallback
             ),
-            (RungEncoder::Nvenc, NvencPreset::P2, GpuFallback::Fail)
+            (
+                RungEncoder::Nvenc {
+                    codec: RungCodec::H264
+                },
+                NvencPreset::P2,
+                GpuFallback::Fail
+            )
         );
 
         let rung = |body: &str| {
@@ -929,7 +957,18 @@ mod tests {
                 rung("encoder = \"qsv\""),
                 "encoder = \"qsv\": use x264 or nvenc",
             ),
-            (rung("codec = \"vp9\""), "codec = \"vp9\": use h264 or av1"),
+            (
+                rung("codec = \"vp9\""),
+                "codec = \"vp9\": use h264, hevc or av1",
+            ),
+            (
+                rung("codec = \"hevc\"\nencoder = \"x264\""),
+                "encoder = \"x264\" encodes h264, not codec = \"hevc\"",
+            ),
+            (
+                "[transcode]\ndecoder = \"gpu\"".to_owned(),
+                "transcode.decoder = \"gpu\": use auto, cpu or nvdec",
+            ),
             (
                 rung("codec = \"av1\"\nencoder = \"x264\""),
                 "encoder = \"x264\" encodes h264, not codec = \"av1\"",
@@ -971,6 +1010,25 @@ mod tests {
                 .encoder
         };
         assert_eq!(av1("codec = \"av1\""), transcode::DEFAULT_AV1_ENCODER);
+        assert_eq!(av1("codec = \"hevc\""), RungEncoder::X265);
+        assert_eq!(av1("encoder = \"x265\""), RungEncoder::X265);
+        assert_eq!(
+            av1("codec = \"hevc\"\nencoder = \"nvenc\""),
+            RungEncoder::Nvenc {
+                codec: RungCodec::Hevc
+            }
+        );
+        assert_eq!(
+            av1("codec = \"av1\"\nencoder = \"nvenc\""),
+            RungEncoder::Nvenc {
+                codec: RungCodec::Av1
+            }
+        );
+        assert_eq!(defaults.hub.transcode.decoder, DecoderChoice::Auto);
+        let nvdec = ConfigFile::parse("[transcode]\ndecoder = \"nvdec\"", "c")
+            .and_then(|c| c.into_engine_config("c"))
+            .expect("valid");
+        assert_eq!(nvdec.hub.transcode.decoder, DecoderChoice::Nvdec);
         assert_eq!(
             av1("codec = \"av1\"\nencoder = \"rav1e\"\nav1_preset = 8"),
             RungEncoder::Rav1e { speed: 8 }

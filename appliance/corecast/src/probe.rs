@@ -1,5 +1,5 @@
-//! `corecast probe`: what this box can really encode with, and why each missing encoder is
-//! missing; plus the CPU count and io_uring. Each answer comes from trying the thing (loading
+//! `corecast probe`: what this box can really encode and decode with, and why each missing
+//! encoder or GPU decoder is missing; plus the CPU count and io_uring. Each answer comes from trying the thing (loading
 //! the driver, opening an encoder, setting up a ring), not from build flags.
 
 use serde::Serialize;
@@ -35,6 +35,8 @@ pub struct IoUringStatus {
 #[derive(Debug, Serialize)]
 pub struct ProbeReport {
     pub encoders: Vec<EncoderStatus>,
+    /// The ladder's source decoders (same fields: `name` is the decoder, `via` how it runs).
+    pub decoders: Vec<EncoderStatus>,
     /// CPUs this process may run on.
     pub cpus: usize,
     pub io_uring: IoUringStatus,
@@ -110,6 +112,36 @@ fn nvenc_encoder(codec: nvenc::NvencCodec, codec_name: &'static str, note: &str)
     }
 }
 
+/// libavcodec's native software decoder `name`.
+fn cpu_decoder(name: &'static str, codec: &'static str) -> EncoderStatus {
+    let via = "FFmpeg native decoder (CPU)";
+    match ffmpeg_next::decoder::find_by_name(name) {
+        Some(_) => found(name, codec, via, libavcodec_version()),
+        None => missing(
+            name,
+            codec,
+            via,
+            format!("not in the linked FFmpeg ({})", libavcodec_version()),
+        ),
+    }
+}
+
+/// NVDEC through libavcodec's CUDA hwaccel on GPU 0: the driver libraries and a CUDA device.
+/// Whether the GPU's NVDEC takes a stream's profile is only known at its first picture
+/// (libavcodec decodes it in software if not), so that is not claimed here.
+fn nvdec_decoder(codec: &'static str) -> EncoderStatus {
+    let via = "FFmpeg CUDA hwaccel + NVIDIA driver (loaded at run time)";
+    match libav::nvdec_check(0) {
+        Ok(()) => found(
+            "nvdec",
+            codec,
+            via,
+            "GPU 0: CUDA device opened; decoder = \"auto\" or \"nvdec\" uses it".to_owned(),
+        ),
+        Err(reason) => missing("nvdec", codec, via, reason),
+    }
+}
+
 pub fn run_probe() -> ProbeReport {
     // Keep FFmpeg's own lines (the nvenc loader's "Cannot load libcuda.so.1") out of the report:
     // the reasons below carry them.
@@ -127,7 +159,15 @@ pub fn run_probe() -> ProbeReport {
         nvenc_encoder(
             nvenc::NvencCodec::Hevc,
             "HEVC",
-            "; probed only, corecast has no HEVC rung yet",
+            "; HEVC rungs with encoder = \"nvenc\"",
+        ),
+        // Debian's FFmpeg 5.1 has no av1_nvenc: this line says so (AV1 NVENC rungs fall back).
+        nvenc_encoder(nvenc::NvencCodec::Av1, "AV1", ""),
+        ffmpeg_encoder(
+            "libx265",
+            "HEVC",
+            "FFmpeg (x265)",
+            "; HEVC rungs with encoder = \"x265\", and HEVC NVENC rungs that fall back",
         ),
         ffmpeg_encoder(
             "libsvtav1",
@@ -156,6 +196,12 @@ pub fn run_probe() -> ProbeReport {
                 corecast_rav1e::rav1e_version()
             ),
         ),
+    ];
+    let decoders = vec![
+        cpu_decoder("h264", "H.264"),
+        cpu_decoder("hevc", "HEVC"),
+        nvdec_decoder("H.264"),
+        nvdec_decoder("HEVC"),
     ];
     let io_uring = match uring::probe() {
         Ok(report) => IoUringStatus {
@@ -186,6 +232,7 @@ pub fn run_probe() -> ProbeReport {
     };
     ProbeReport {
         encoders,
+        decoders,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         io_uring,
     }
@@ -194,13 +241,9 @@ pub fn run_probe() -> ProbeReport {
 impl ProbeReport {
     /// The human table.
     pub fn table(&self) -> String {
-        let name_width = self
-            .encoders
-            .iter()
-            .map(|e| e.name.len())
-            .max()
-            .unwrap_or(0);
-        let via_width = self.encoders.iter().map(|e| e.via.len()).max().unwrap_or(0);
+        let all = || self.encoders.iter().chain(&self.decoders);
+        let name_width = all().map(|e| e.name.len()).max().unwrap_or(0);
+        let via_width = all().map(|e| e.via.len()).max().unwrap_or(0);
         let mut out = format!(
             "{:name_width$}  {:6}  {:3}  {:via_width$}  details\n",
             "encoder", "codec", "ok", "via"
@@ -216,6 +259,21 @@ impl ProbeReport {
                 e.name, e.codec, mark, e.via, text
             ));
         }
+        out.push_str(&format!(
+            "\n{:name_width$}  {:6}  {:3}  {:via_width$}  details\n",
+            "decoder", "codec", "ok", "via"
+        ));
+        for d in &self.decoders {
+            let (mark, text) = if d.available {
+                ("yes", d.detail.as_deref().unwrap_or(""))
+            } else {
+                ("NO", d.reason.as_deref().unwrap_or(""))
+            };
+            out.push_str(&format!(
+                "{:name_width$}  {:6}  {:3}  {:via_width$}  {}\n",
+                d.name, d.codec, mark, d.via, text
+            ));
+        }
         out.push_str(&format!("\ncpus      {}\n", self.cpus));
         let uring = if self.io_uring.available {
             format!("yes: {}", self.io_uring.detail.as_deref().unwrap_or(""))
@@ -224,5 +282,51 @@ impl ProbeReport {
         };
         out.push_str(&format!("io_uring  {uring}\n"));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoders_list_cpu_and_nvdec_with_the_reason_when_missing() {
+        let report = run_probe();
+        let codecs: Vec<(&str, &str)> = report.decoders.iter().map(|d| (d.name, d.codec)).collect();
+        assert_eq!(
+            codecs,
+            [
+                ("h264", "H.264"),
+                ("hevc", "HEVC"),
+                ("nvdec", "H.264"),
+                ("nvdec", "HEVC")
+            ]
+        );
+        assert!(report.decoders[..2].iter().all(|d| d.available));
+        let nvdec = &report.decoders[2];
+        let driver_here = std::path::Path::new("/proc/driver/nvidia/version").exists();
+        if !driver_here {
+            assert!(!nvdec.available);
+            let reason = nvdec.reason.as_deref().unwrap_or("");
+            assert!(reason.starts_with("libcuda.so.1 not found"), "{reason}");
+        }
+        let av1_nvenc = report
+            .encoders
+            .iter()
+            .find(|e| e.name == "av1_nvenc")
+            .expect("av1_nvenc listed");
+        if ffmpeg_next::encoder::find_by_name("av1_nvenc").is_none() {
+            assert!(!av1_nvenc.available);
+            assert!(
+                av1_nvenc
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("has no av1_nvenc")),
+                "{av1_nvenc:?}"
+            );
+        }
+        let table = report.table();
+        assert!(table.contains("\ndecoder "), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("nvdec ")), "{table}");
     }
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use core_affinity::CoreId;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use media::{AacConfig, AccessUnit, AvcConfig, TrackConfig, TrackKind};
 use package::{LivePackager, ObjectKind, PackagerConfig, PackagerOutput, Rendition};
@@ -397,6 +398,7 @@ pub fn hub(config: HubConfig, store: Arc<SegmentStore>) -> (HubHandle, StreamHub
         ladder_jobs,
         ladder_events,
         ladder_workers,
+        ladder_cores: Vec::new(),
         next_generation: 0,
     };
     (handle, hub)
@@ -455,6 +457,9 @@ pub struct StreamHub {
     ladder_events: Receiver<LadderEvent>,
     /// The workers, until the engine takes them to run on the transcode cores.
     ladder_workers: Vec<LadderWorker>,
+    /// The core each worker runs on, where its ladders' encoders are opened (their threads
+    /// inherit it); empty: not pinned.
+    ladder_cores: Vec<Option<CoreId>>,
     next_generation: u64,
 }
 
@@ -466,6 +471,11 @@ impl StreamHub {
     /// passthrough.
     pub fn take_ladder_workers(&mut self) -> Vec<LadderWorker> {
         std::mem::take(&mut self.ladder_workers)
+    }
+
+    /// The cores the taken workers run on, in their order.
+    pub fn set_ladder_cores(&mut self, cores: Vec<Option<CoreId>>) {
+        self.ladder_cores = cores;
     }
 
     /// Runs until every [`HubHandle`] is dropped.
@@ -715,7 +725,8 @@ impl StreamHub {
             .config
             .transcode
             .ladder_config(self.config.packaging.target_duration);
-        let ladder = match Ladder::new(config, source) {
+        let core = self.ladder_cores.get(worker).copied().flatten();
+        let ladder = match crate::plan::with_threads_on(core, || Ladder::new(config, source)) {
             Ok(ladder) => ladder,
             Err(e) => {
                 // E.g. AV1 (or HEVC before the ladder decodes it): the source still publishes.

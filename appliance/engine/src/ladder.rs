@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use media::AccessUnit;
 pub use package::live::valid_rendition_name;
-pub use transcode::RungConfig;
+pub use transcode::{DecoderChoice, RungConfig};
 use transcode::{Ladder, LadderConfig, RungId, RungStats};
 pub use x264::{X264Preset, X264Profile};
 
@@ -37,6 +37,9 @@ pub struct TranscodeConfig {
     pub passthrough_streams: Vec<String>,
     /// libavcodec frame threads of each ladder's decoder.
     pub decoder_threads: u32,
+    /// Where each ladder decodes its source: NVDEC when available (`auto`), the CPU, or NVDEC
+    /// or no ladder.
+    pub decoder: DecoderChoice,
     /// x264 threads per rung.
     pub encoder_threads: u32,
     /// Scaled pictures a rung may hold before it drops frames.
@@ -57,6 +60,7 @@ impl Default for TranscodeConfig {
             rungs: ladder.rungs,
             passthrough_streams: Vec::new(),
             decoder_threads: ladder.decoder_threads,
+            decoder: ladder.decoder,
             encoder_threads: ladder.encoder_threads,
             queue_frames: ladder.queue_frames,
             inbox_depth: 512,
@@ -86,6 +90,7 @@ impl TranscodeConfig {
             rungs: self.rungs.clone(),
             segment_target,
             decoder_threads: self.decoder_threads,
+            decoder: self.decoder,
             encoder_threads: self.encoder_threads,
             queue_frames: self.queue_frames,
             ..LadderConfig::default()

@@ -5,6 +5,7 @@
 #[cfg(feature = "count-allocations")]
 pub mod alloc_count;
 pub mod api;
+pub mod audio_transcode;
 pub mod delivery;
 pub mod demo;
 pub mod hub;
@@ -217,6 +218,7 @@ impl Engine {
         let http_addr = delivery_config.listen;
 
         let (hub, mut stream_hub) = hub::hub(config.hub.clone(), store.clone());
+        stream_hub.set_ladder_cores(plan.transcode.clone());
         let mut threads = Vec::new();
         for (index, (worker, core)) in stream_hub
             .take_ladder_workers()
@@ -344,7 +346,11 @@ impl Engine {
         let viewers: u64 = self
             .workers
             .iter()
-            .map(|w| w.stats().connections.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|w| {
+                w.stats()
+                    .connections
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
             .sum();
         tracing::info!(viewers, "stopping: closing viewer connections");
         for worker in self.workers {

@@ -160,6 +160,40 @@ where
         })
 }
 
+/// Runs `f` on the calling thread pinned to `core`, then gives the thread its CPU mask back.
+///
+/// For work that starts library threads on behalf of a thread elsewhere: x264, x265, SVT-AV1
+/// and libavcodec's frame threads start their threads when an encoder or decoder opens, and a
+/// new thread inherits the CPU mask of the thread that starts it. The hub opens a stream's
+/// ladder (it needs the rungs' parameter sets at once), so without this every encoder thread
+/// would run on the hub's package core instead of the transcode core of the worker that runs
+/// the ladder. `None` runs `f` as it is.
+pub fn with_threads_on<T>(core: Option<CoreId>, f: impl FnOnce() -> T) -> T {
+    let Some(core) = core else {
+        return f();
+    };
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut saved: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `saved` is a cpu_set_t of `size` bytes that we own; pid 0 is this thread.
+    let have_saved = unsafe { libc::sched_getaffinity(0, size, &mut saved) } == 0;
+    if !core_affinity::set_for_current(core) {
+        tracing::warn!(
+            core = core.id,
+            "could not pin to the transcode core while opening encoders"
+        );
+    }
+    let result = f();
+    // SAFETY: `saved` holds the mask read above, `size` bytes; pid 0 is this thread.
+    if have_saved && unsafe { libc::sched_setaffinity(0, size, &saved) } != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "could not restore this thread's CPU mask"
+        );
+    }
+    result
+}
+
 fn core_name(core: Option<CoreId>) -> String {
     core.map_or_else(|| "any".to_owned(), |c| c.id.to_string())
 }
@@ -186,6 +220,39 @@ mod tests {
 
     fn cores(n: usize) -> Vec<CoreId> {
         (0..n).map(|id| CoreId { id }).collect()
+    }
+
+    /// The CPU list of a thread, as /proc says it.
+    fn allowed_cpus(tid: libc::pid_t) -> String {
+        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+            .expect("thread status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .expect("Cpus_allowed_list")
+            .trim()
+            .to_owned()
+    }
+
+    fn this_thread() -> libc::pid_t {
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::gettid() }
+    }
+
+    #[test]
+    fn threads_started_inside_run_on_the_given_core_and_the_caller_gets_its_mask_back() {
+        let caller = this_thread();
+        let before = allowed_cpus(caller);
+        let (inside, child) = with_threads_on(Some(CoreId { id: 0 }), || {
+            let child = std::thread::spawn(|| allowed_cpus(this_thread()))
+                .join()
+                .expect("child thread");
+            (allowed_cpus(this_thread()), child)
+        });
+        assert_eq!(inside, "0");
+        assert_eq!(child, "0", "a thread started inside inherits the core");
+        assert_eq!(allowed_cpus(caller), before, "mask restored");
+        assert_eq!(with_threads_on(None, || 7), 7);
     }
 
     #[test]

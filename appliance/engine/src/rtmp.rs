@@ -1,15 +1,29 @@
 //! The RTMP listener: drives one [`RtmpSession`] per TCP connection on the ingest core's
 //! current-thread tokio runtime. Sockets live here; the protocol lives in `ingest`.
+//!
+//! MP3 audio is transcoded to AAC here, on the ingest core ([`crate::audio_transcode`]). MP3
+//! has no sequence header, so its format is only known at the first audio tag, which may come
+//! after the first video frames: a stream whose audio is not known at its first unit holds its
+//! units (up to [`AUDIO_WAIT_MS`] of media time) for the audio to show up, so that it does
+//! not start without audio and restart with it a moment later.
 
+use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::time::{Duration, Instant};
 
 use ingest::rtmp::{PublishRejection, RtmpEvent, RtmpSession};
-use media::{AacConfig, TrackConfig, TrackKind};
+use media::{AacConfig, AccessUnit, TrackConfig, TrackKind, VIDEO_TIMESCALE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::audio_transcode::{SourceAudioTranscoder, needs_transcode};
 use crate::hub::{ClaimError, HubHandle, PublisherClaim};
+
+/// How much video (by dts) a stream holds while it waits for its audio track's parameters
+/// before it starts without audio.
+pub const AUDIO_WAIT_MS: i64 = 1000;
+/// At most this many units are held meanwhile.
+const MAX_HELD_UNITS: usize = 256;
 
 /// Settings of the RTMP listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +101,12 @@ struct Connection {
     claim: Option<PublisherClaim>,
     video: Option<TrackConfig>,
     audio: Option<AacConfig>,
+    /// Open while the publisher's audio is MP3.
+    audio_transcoder: SourceAudioTranscoder,
+    /// Units that came before the stream started, waiting for the audio track.
+    held: VecDeque<AccessUnit>,
+    /// Reused for the AAC units one MP3 unit completes.
+    transcoded: Vec<AccessUnit>,
     out: Vec<u8>,
     close_after_flush: bool,
 }
@@ -101,6 +121,9 @@ impl Connection {
             claim: None,
             video: None,
             audio: None,
+            audio_transcoder: SourceAudioTranscoder::new(""),
+            held: VecDeque::new(),
+            transcoded: Vec::new(),
             out: Vec::with_capacity(4096),
             close_after_flush: false,
         }
@@ -165,33 +188,102 @@ impl Connection {
                 self.restart_if(changed, TrackKind::Video);
             }
             RtmpEvent::AudioConfig(config) => {
-                let changed = self.audio.as_ref() != Some(&config);
-                self.audio = Some(config);
-                self.restart_if(changed, TrackKind::Audio);
+                self.audio_transcoder.reset();
+                self.set_audio(Some(config));
             }
-            RtmpEvent::Media(unit) => {
-                let Some(claim) = self.claim.as_mut() else {
-                    return;
-                };
-                if !claim.is_started() {
-                    // The stream starts with the tracks whose parameters came before the first
-                    // media: encoders send both sequence headers first.
-                    claim.start_tracks(self.video.clone(), self.audio.clone());
+            RtmpEvent::AudioFormat(format) => match self.audio_transcoder.set_format(format) {
+                Ok(config) => self.set_audio(Some(config)),
+                Err(reason) => {
+                    tracing::warn!(peer = %self.peer, %reason, "RTMP audio dropped");
+                    self.set_audio(None);
                 }
-                let has_track = match unit.kind() {
-                    TrackKind::Video => self.video.is_some(),
-                    TrackKind::Audio => self.audio.is_some(),
-                };
-                if has_track {
-                    claim.send_unit(unit);
+            },
+            RtmpEvent::Media(unit) if needs_transcode(unit.codec) => {
+                let mut aac = std::mem::take(&mut self.transcoded);
+                self.audio_transcoder.transcode(&unit, &mut aac);
+                for unit in aac.drain(..) {
+                    self.handle_unit(unit);
                 }
+                self.transcoded = aac;
             }
+            RtmpEvent::Media(unit) => self.handle_unit(unit),
             RtmpEvent::Unpublished => {
+                self.held.clear();
+                self.audio_transcoder.reset();
                 if let Some(mut claim) = self.claim.take() {
                     claim.set_end_reason("publisher sent unpublish");
                 }
             }
             other => tracing::debug!(peer = %self.peer, event = ?other, "RTMP event ignored"),
+        }
+    }
+
+    fn set_audio(&mut self, config: Option<AacConfig>) {
+        let changed = self.audio != config;
+        self.audio = config;
+        self.restart_if(changed, TrackKind::Audio);
+        let waiting = self.claim.as_ref().is_some_and(|c| !c.is_started()) && !self.held.is_empty();
+        if waiting && self.audio.is_some() {
+            self.start();
+        }
+    }
+
+    /// One unit for the hub (AAC audio, or video).
+    fn handle_unit(&mut self, unit: AccessUnit) {
+        let Some(claim) = self.claim.as_ref() else {
+            return;
+        };
+        if !claim.is_started() {
+            // The stream starts with the tracks whose parameters came before the first media
+            // (encoders send AAC and video sequence headers first), or, when the audio's are
+            // missing (MP3 has none), once audio shows up or a second of video went by.
+            if self.audio.is_none() && !self.waited_for_audio(&unit) {
+                self.held.push_back(unit);
+                return;
+            }
+            self.start();
+        }
+        self.send(unit);
+    }
+
+    /// True when the held units (and `next`) span [`AUDIO_WAIT_MS`] of video, or fill the
+    /// buffer: time to start without audio.
+    fn waited_for_audio(&self, next: &AccessUnit) -> bool {
+        let first_video = self
+            .held
+            .iter()
+            .find(|u| u.kind() == TrackKind::Video)
+            .map(|u| u.dts);
+        let waited = match (first_video, next.kind()) {
+            (Some(first), TrackKind::Video) => {
+                (next.dts - first) * 1000 >= AUDIO_WAIT_MS * i64::from(VIDEO_TIMESCALE)
+            }
+            _ => false,
+        };
+        waited || self.held.len() >= MAX_HELD_UNITS
+    }
+
+    /// Starts the stream with the tracks known now and sends what was held.
+    fn start(&mut self) {
+        let Some(claim) = self.claim.as_mut() else {
+            return;
+        };
+        claim.start_tracks(self.video.clone(), self.audio.clone());
+        for unit in std::mem::take(&mut self.held) {
+            self.send(unit);
+        }
+    }
+
+    fn send(&self, unit: AccessUnit) {
+        let Some(claim) = self.claim.as_ref() else {
+            return;
+        };
+        let has_track = match unit.kind() {
+            TrackKind::Video => self.video.is_some(),
+            TrackKind::Audio => self.audio.is_some(),
+        };
+        if has_track && claim.is_started() {
+            claim.send_unit(unit);
         }
     }
 
@@ -212,6 +304,7 @@ impl Connection {
         match self.hub.claim(&key, &origin) {
             Ok(claim) => {
                 tracing::info!(peer = %self.peer, stream = %key, "RTMP publish accepted");
+                self.audio_transcoder.set_stream(&key);
                 self.session.accept_publish();
                 self.claim = Some(claim);
             }

@@ -1,6 +1,7 @@
 //! RTSP camera pull (`[[source]] url = "rtsp://..."`) through the `retina` client: DESCRIBE,
 //! SETUP of the first H.264 or H.265 video stream and the first AAC (`mpeg4-generic`,
-//! RFC 3640) audio stream, PLAY (RFC 2326), RTP over TCP-interleaved (RFC 2326 §10.12, the
+//! RFC 3640) audio stream, or else the first G.711 one (`PCMU` / `PCMA`, RFC 3551 §4.5.14),
+//! which is transcoded to AAC on this thread ([`crate::audio_transcode`]), PLAY (RFC 2326), RTP over TCP-interleaved (RFC 2326 §10.12, the
 //! default) or UDP. retina does the RTP depacketization (RFC 6184 for H.264, RFC 7798 for
 //! H.265) and Basic/Digest authentication (RFC 2617) with the credentials taken from the URL.
 //!
@@ -38,8 +39,10 @@ use retina::client::{
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 use tokio::time::Instant;
 
+use crate::audio_transcode::SourceAudioTranscoder;
 use crate::hub::{HubHandle, PublisherClaim};
 use crate::sources::SourceHandle;
+use libav::SourceAudioCodec;
 
 mod dts;
 pub use dts::{DEFAULT_REORDER_DEPTH, DtsFromPts, DtsNote, MAX_REORDER_DEPTH, avc_reorder_depth};
@@ -312,6 +315,7 @@ async fn serve(config: RtspSourceConfig, hub: HubHandle, board: SourceHandle) {
         tracing::info!(source = %config.name, url = %config.url, attempt, state = "connecting", "RTSP source connecting");
         let mut session = RtspSession::new(&config, hub.clone(), board.clone());
         let failure = session.run().await;
+        session.flush_audio();
         let was_live = session.claim.is_some();
         if let Some(mut claim) = session.claim.take() {
             claim.set_end_reason(format!("RTSP: {}", failure.message));
@@ -371,6 +375,10 @@ struct RtspSession<'a> {
     audio_stream: Option<usize>,
     video: Option<VideoTrack>,
     audio: Option<AacConfig>,
+    /// Set when the audio stream is G.711: its transcoder to AAC.
+    audio_transcoder: Option<SourceAudioTranscoder>,
+    /// Reused for the AAC units one G.711 frame completes.
+    transcoded: Vec<AccessUnit>,
     claim: Option<PublisherClaim>,
     dts: Option<DtsFromPts>,
     bad_frames: u64,
@@ -387,6 +395,8 @@ impl<'a> RtspSession<'a> {
             audio_stream: None,
             video: None,
             audio: None,
+            audio_transcoder: None,
+            transcoded: Vec::new(),
             claim: None,
             dts: None,
             bad_frames: 0,
@@ -443,6 +453,22 @@ impl<'a> RtspSession<'a> {
                         timestamp.clock_rate().get(),
                         sample_rate,
                     );
+                    if let Some(transcoder) = self.audio_transcoder.as_mut() {
+                        // G.711: the AAC keeps its rate, so the RTP clock carries over.
+                        let mut aac = std::mem::take(&mut self.transcoded);
+                        transcoder.transcode_payload(pts, frame.data(), &mut aac);
+                        if self.claim.is_none()
+                            && self.ready()
+                            && let Err(e) = self.go_live()
+                        {
+                            return e;
+                        }
+                        for unit in aac.drain(..) {
+                            self.send(unit);
+                        }
+                        self.transcoded = aac;
+                        continue;
+                    }
                     Some(AccessUnit {
                         codec: Codec::Aac,
                         pts,
@@ -537,9 +563,20 @@ impl<'a> RtspSession<'a> {
                 && (s.encoding_name().eq_ignore_ascii_case("h264")
                     || s.encoding_name().eq_ignore_ascii_case("h265"))
         });
-        self.audio_stream = streams.iter().position(|s| {
-            s.media() == "audio" && s.encoding_name().eq_ignore_ascii_case("mpeg4-generic")
-        });
+        let audio_of = |encoding: &str| {
+            streams.iter().position(|s| {
+                s.media() == "audio" && s.encoding_name().eq_ignore_ascii_case(encoding)
+            })
+        };
+        // AAC when the camera offers it; else G.711, transcoded.
+        let g711 = [
+            ("pcmu", SourceAudioCodec::G711MuLaw),
+            ("pcma", SourceAudioCodec::G711ALaw),
+        ]
+        .into_iter()
+        .find_map(|(name, codec)| audio_of(name).map(|index| (index, codec)));
+        self.audio_stream = audio_of("mpeg4-generic").or(g711.map(|(index, _)| index));
+        let g711 = g711.filter(|&(index, _)| Some(index) == self.audio_stream);
         if self.video_stream.is_none() && self.audio_stream.is_none() {
             let found: Vec<String> = streams
                 .iter()
@@ -548,7 +585,7 @@ impl<'a> RtspSession<'a> {
             return Err(Failure::new(
                 "rtsp_unsupported",
                 format!(
-                    "no H.264 or H.265 video or AAC audio stream in the SDP (found: {})",
+                    "no H.264 or H.265 video or AAC or G.711 audio stream in the SDP (found: {})",
                     found.join(", ")
                 ),
             ));
@@ -568,7 +605,24 @@ impl<'a> RtspSession<'a> {
                 .await
                 .map_err(rtsp_error)?;
         }
-        if let Some(index) = self.audio_stream
+        if let Some((index, codec)) = g711 {
+            let stream = session.streams().get(index);
+            let sample_rate = stream.map_or(8000, |s| s.clock_rate_hz());
+            let channels = stream
+                .and_then(|s| s.channels())
+                .map_or(1, |c| u8::try_from(c.get()).unwrap_or(u8::MAX));
+            let mut transcoder = SourceAudioTranscoder::new(&self.config.name);
+            match transcoder.open(codec, sample_rate, channels) {
+                Ok(config) => {
+                    self.audio = Some(config);
+                    self.audio_transcoder = Some(transcoder);
+                }
+                Err(reason) => {
+                    tracing::warn!(source = %self.config.name, %reason, "RTSP source: audio left out");
+                    self.audio_stream = None;
+                }
+            }
+        } else if let Some(index) = self.audio_stream
             && let Some(ParametersRef::Audio(parameters)) =
                 session.streams().get(index).and_then(|s| s.parameters())
         {
@@ -650,6 +704,18 @@ impl<'a> RtspSession<'a> {
         if let Some(claim) = &self.claim {
             claim.send_unit(unit);
             self.board.count_access_units(1);
+        }
+    }
+
+    /// The session ended: the AAC frames still inside the G.711 transcoder go out.
+    fn flush_audio(&mut self) {
+        let Some(transcoder) = self.audio_transcoder.as_mut() else {
+            return;
+        };
+        let mut aac = Vec::new();
+        transcoder.flush(&mut aac);
+        for unit in aac {
+            self.send(unit);
         }
     }
 

@@ -1,7 +1,9 @@
 //! One MPEG-TS feed into the hub, whatever carries it: a UDP source (`udp.rs`) and an SRT
 //! publisher (`srt/publish.rs`) both hand their bytes to a [`TsFeed`], which demuxes them
-//! ([`ingest::ts::TsDemuxer`]: H.264, HEVC, AAC in ADTS, SCTE-35 sections) and publishes the
-//! tracks under the stream's name. What differs between the carriers stays with them: what
+//! ([`ingest::ts::TsDemuxer`]: H.264, HEVC, AAC in ADTS, MPEG-1/2 audio and AC-3, SCTE-35
+//! sections) and publishes the tracks under the stream's name. MPEG audio and AC-3 are
+//! transcoded to AAC here, once, before the hub sees them ([`crate::audio_transcode`]); the
+//! stream's audio track is the AAC. What differs between the carriers stays with them: what
 //! ends a session (a silence for UDP, the connection closing for SRT), UDP's sender filter,
 //! and what a taken stream name means ([`ClaimPolicy`]).
 //!
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use ingest::ts::{TsCounters, TsDemuxer, TsEvent, stream_type_name};
 use media::{AacConfig, AccessUnit, TrackConfig, TrackKind};
 
+use crate::audio_transcode::{SourceAudioTranscoder, needs_transcode};
 use crate::hub::{ClaimError, HubHandle, PublisherClaim};
 use crate::sources::SourceHandle;
 
@@ -55,6 +58,10 @@ pub struct TsFeed {
     expect_audio: bool,
     video: Option<TrackConfig>,
     audio: Option<AacConfig>,
+    /// Open while the feed's audio is MPEG audio or AC-3.
+    audio_transcoder: SourceAudioTranscoder,
+    /// Reused for the AAC units one source audio frame completes.
+    transcoded: Vec<AccessUnit>,
     first_config_at: Option<Instant>,
     claim: Option<PublisherClaim>,
     next_claim_attempt: Option<Instant>,
@@ -86,6 +93,8 @@ impl TsFeed {
             expect_audio: false,
             video: None,
             audio: None,
+            audio_transcoder: SourceAudioTranscoder::new(stream),
+            transcoded: Vec::new(),
             first_config_at: None,
             claim: None,
             next_claim_attempt: None,
@@ -114,7 +123,8 @@ impl TsFeed {
         self.video.as_ref()
     }
 
-    /// The audio track's parameters, once known.
+    /// The audio track's parameters, once known (the AAC it is transcoded to, for a source
+    /// whose audio is not AAC).
     pub fn audio(&self) -> Option<&AacConfig> {
         self.audio.as_ref()
     }
@@ -149,6 +159,14 @@ impl TsFeed {
                 break;
             }
         }
+        let mut tail = Vec::new();
+        self.audio_transcoder.flush(&mut tail);
+        for unit in tail {
+            if self.handle_unit(now, unit).is_err() {
+                break;
+            }
+        }
+        self.audio_transcoder.reset();
         self.publish_errors();
         match self.claim.take() {
             Some(mut claim) => {
@@ -169,25 +187,29 @@ impl TsFeed {
             TsEvent::VideoConfig(avc) => self.set_video(now, TrackConfig::Avc(avc)),
             TsEvent::HevcConfig(hevc) => self.set_video(now, TrackConfig::Hevc(hevc)),
             TsEvent::AudioConfig(config) => {
-                let changed = self.audio.as_ref() != Some(&config);
-                self.audio = Some(config);
-                self.first_config_at.get_or_insert(now);
-                self.restart_if(changed, TrackKind::Audio);
+                self.audio_transcoder.reset();
+                self.set_audio(now, config);
             }
-            TsEvent::Media(unit) => {
-                if !self.go_live(now)? {
-                    // Kept for when the stream starts: dropping them would lose the first
-                    // keyframe, and with it the first GOP.
-                    if self.held.len() >= MAX_HELD_UNITS {
-                        self.held.pop_front();
+            TsEvent::AudioFormat(format) => match self.audio_transcoder.set_format(format) {
+                Ok(config) => self.set_audio(now, config),
+                Err(reason) => {
+                    // Without a track the feed goes live STARTUP_WAIT after its video.
+                    tracing::warn!(stream = %self.stream, feed = self.label, %reason, "audio dropped");
+                }
+            },
+            TsEvent::Media(unit) if needs_transcode(unit.codec) => {
+                let mut aac = std::mem::take(&mut self.transcoded);
+                self.audio_transcoder.transcode(&unit, &mut aac);
+                let mut result = Ok(());
+                for unit in aac.drain(..) {
+                    if result.is_ok() {
+                        result = self.handle_unit(now, unit);
                     }
-                    self.held.push_back(unit);
-                    return Ok(());
                 }
-                for unit in std::mem::take(&mut self.held).into_iter().chain([unit]) {
-                    self.send(unit);
-                }
+                self.transcoded = aac;
+                result?;
             }
+            TsEvent::Media(unit) => self.handle_unit(now, unit)?,
             TsEvent::Scte35 { pid, section, .. } => {
                 // Kept by the demuxer for the packager, which does not take them yet.
                 tracing::debug!(stream = %self.stream, feed = self.label, pid, bytes = section.len(), "SCTE-35 section");
@@ -212,6 +234,30 @@ impl TsFeed {
             other => {
                 tracing::debug!(stream = %self.stream, feed = self.label, event = ?other, "TS event ignored")
             }
+        }
+        Ok(())
+    }
+
+    fn set_audio(&mut self, now: Instant, config: AacConfig) {
+        let changed = self.audio.as_ref() != Some(&config);
+        self.audio = Some(config);
+        self.first_config_at.get_or_insert(now);
+        self.restart_if(changed, TrackKind::Audio);
+    }
+
+    /// One unit for the hub: sent when the stream is live, held until it is.
+    fn handle_unit(&mut self, now: Instant, unit: AccessUnit) -> Result<(), ClaimError> {
+        if !self.go_live(now)? {
+            // Kept for when the stream starts: dropping them would lose the first keyframe,
+            // and with it the first GOP.
+            if self.held.len() >= MAX_HELD_UNITS {
+                self.held.pop_front();
+            }
+            self.held.push_back(unit);
+            return Ok(());
+        }
+        for unit in std::mem::take(&mut self.held).into_iter().chain([unit]) {
+            self.send(unit);
         }
         Ok(())
     }

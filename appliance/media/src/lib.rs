@@ -12,11 +12,15 @@
 //!   `obu_has_size_field = 1`), WITHOUT temporal delimiter OBUs (AV1-ISOBMFF §2.4). The
 //!   sequence header OBU travels in [`Av1Config`]; a keyframe may repeat it in band.
 //! - AAC: raw frames (no ADTS header).
+//! - MP2 / MP3 and AC-3 (audio that is not AAC, which the engine transcodes to AAC before the
+//!   hub sees it): one whole frame, header included, as the decoder takes it. Their track
+//!   parameters are an [`AudioFormat`], not a [`TrackConfig`]: nothing downstream packages them.
 //!
 //! Nothing here does I/O or reads a clock.
 #![forbid(unsafe_code)]
 
 pub mod aac;
+pub mod ac3;
 pub mod annex_b;
 pub mod av1;
 pub mod avc;
@@ -24,6 +28,7 @@ mod bits;
 pub mod crc;
 pub mod encode;
 pub mod hevc;
+pub mod mpeg_audio;
 pub mod segment_rules;
 
 use bytes::Bytes;
@@ -76,13 +81,19 @@ pub enum Codec {
     H265,
     Av1,
     Aac,
+    /// MPEG-1/2 audio layer I or II (ISO/IEC 11172-3, 13818-3): MP2.
+    Mp2,
+    /// MPEG-1/2/2.5 audio layer III: MP3.
+    Mp3,
+    /// AC-3 (ATSC A/52).
+    Ac3,
 }
 
 impl Codec {
     pub fn kind(self) -> TrackKind {
         match self {
             Codec::H264 | Codec::H265 | Codec::Av1 => TrackKind::Video,
-            Codec::Aac => TrackKind::Audio,
+            Codec::Aac | Codec::Mp2 | Codec::Mp3 | Codec::Ac3 => TrackKind::Audio,
         }
     }
 }
@@ -168,6 +179,40 @@ impl TrackConfig {
             TrackConfig::Hevc(hevc) => hevc.codec_string(),
             TrackConfig::Av1(av1) => av1.codec_string(),
             TrackConfig::Aac(aac) => aac.codec_string(),
+        }
+    }
+}
+
+/// The parameters of an audio track that is not AAC (see [`Codec::Mp2`], [`Codec::Mp3`],
+/// [`Codec::Ac3`]), as its frame headers say them: enough to open a decoder and to know the AAC
+/// it will be transcoded to. Its units' timestamps are on `sample_rate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AudioFormat {
+    pub codec: Codec,
+    pub sample_rate: u32,
+    /// 1 to 6 (AC-3 5.1 counts its LFE channel).
+    pub channels: u8,
+}
+
+impl AudioFormat {
+    /// The format of an MPEG audio frame header (layer III is MP3, layers I and II MP2).
+    pub fn from_mpeg_audio(header: &mpeg_audio::MpegAudioHeader) -> Self {
+        AudioFormat {
+            codec: if header.layer == 3 {
+                Codec::Mp3
+            } else {
+                Codec::Mp2
+            },
+            sample_rate: header.sample_rate,
+            channels: header.channels,
+        }
+    }
+
+    pub fn from_ac3(header: &ac3::Ac3Header) -> Self {
+        AudioFormat {
+            codec: Codec::Ac3,
+            sample_rate: header.sample_rate,
+            channels: header.channels,
         }
     }
 }

@@ -13,10 +13,12 @@ mod tone;
 
 use std::time::{Duration, SystemTime};
 
-use libav::{AacEncoder, AacSettings, LibavError};
+use libav::{AacEncoder, AacSettings};
 use media::encode::{AudioEncoder, RawAudioFrame, VideoEncoder};
 use media::{AacConfig, AccessUnit, AvcConfig, VIDEO_TIMESCALE};
-use x264::{X264Encoder, X264Error, X264Preset, X264Settings};
+use x264::{X264Encoder, X264Preset, X264Settings};
+
+use crate::TranscodeError;
 
 use pattern::TestPattern;
 use tone::Tone;
@@ -58,8 +60,8 @@ impl Default for DemoConfig {
 
 impl DemoConfig {
     /// The keyframe interval in frames, or why the config cannot run.
-    fn keyframe_frames(&self) -> Result<u64, DemoError> {
-        let invalid = |setting, reason: String| Err(DemoError::Config { setting, reason });
+    fn keyframe_frames(&self) -> Result<u64, TranscodeError> {
+        let invalid = |setting, reason: String| Err(TranscodeError::DemoConfig { setting, reason });
         if self.width < 64
             || self.height < 64
             || !self.width.is_multiple_of(2)
@@ -85,23 +87,6 @@ impl DemoConfig {
         u64::try_from(frame_nanos / 1_000_000_000)
             .or_else(|_| invalid("keyframe_interval", format!("{:?}", self.keyframe_interval)))
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DemoError {
-    /// An encoder did something the demo relies on it not doing (e.g. ignored a forced IDR).
-    #[error("demo encoder: {0}")]
-    Encoder(String),
-    #[error("demo setting {setting}: {reason}")]
-    Config {
-        setting: &'static str,
-        reason: String,
-    },
-    #[error("demo video encoder: {0}")]
-    Video(#[from] X264Error),
-    #[error("demo audio encoder: {0}")]
-    Audio(#[from] LibavError),
 }
 
 /// Renders and encodes the demo stream. The caller paces it: `produce(media_time, now)` encodes
@@ -137,7 +122,7 @@ pub struct DemoSource {
 }
 
 impl DemoSource {
-    pub fn new(config: DemoConfig) -> Result<Self, DemoError> {
+    pub fn new(config: DemoConfig) -> Result<Self, TranscodeError> {
         let keyframe_frames = config.keyframe_frames()?;
         let video = X264Encoder::new(X264Settings {
             width: config.width,
@@ -150,12 +135,14 @@ impl DemoSource {
             keyint_max: None,
             threads: 1,
             ..X264Settings::default()
-        })?;
+        })
+        .map_err(TranscodeError::DemoVideo)?;
         let audio = AacEncoder::new(AacSettings {
             sample_rate: DEMO_SAMPLE_RATE,
             channels: AUDIO_CHANNELS,
             bitrate_kbps: config.audio_kbps,
-        })?;
+        })
+        .map_err(TranscodeError::DemoAudio)?;
         Ok(DemoSource {
             keyframe_frames,
             video_config: video.avc_config().clone(),
@@ -193,7 +180,7 @@ impl DemoSource {
         &mut self,
         media_time: Duration,
         wall_clock: SystemTime,
-    ) -> Result<Vec<AccessUnit>, DemoError> {
+    ) -> Result<Vec<AccessUnit>, TranscodeError> {
         // alloc: one Vec per call for the caller to own; `produce_into` avoids it.
         let mut out = Vec::new();
         self.produce_into(media_time, wall_clock, &mut out)?;
@@ -207,7 +194,7 @@ impl DemoSource {
         media_time: Duration,
         wall_clock: SystemTime,
         out: &mut Vec<AccessUnit>,
-    ) -> Result<(), DemoError> {
+    ) -> Result<(), TranscodeError> {
         self.produce_video(media_time, wall_clock)?;
         self.produce_audio(media_time)?;
         merge_by_time(&mut self.video_out, &mut self.audio_out, out);
@@ -222,7 +209,7 @@ impl DemoSource {
         &mut self,
         media_time: Duration,
         wall_clock: SystemTime,
-    ) -> Result<(), DemoError> {
+    ) -> Result<(), TranscodeError> {
         let due = ticks(media_time, VIDEO_TIMESCALE);
         loop {
             let frame = self.next_frame;
@@ -240,12 +227,18 @@ impl DemoSource {
                 .unwrap_or(wall_clock);
             let force_idr = frame.is_multiple_of(self.keyframe_frames);
             let picture = self.pattern.render(frame, shown);
-            self.video.submit(&picture.as_raw_frame(pts), force_idr)?;
+            self.video
+                .submit(&picture.as_raw_frame(pts), force_idr)
+                .map_err(TranscodeError::DemoVideo)?;
             self.next_frame += 1;
-            while let Some(unit) = self.video.poll_packet()? {
+            while let Some(unit) = self
+                .video
+                .poll_packet()
+                .map_err(TranscodeError::DemoVideo)?
+            {
                 let expect_idr = self.next_encoded.is_multiple_of(self.keyframe_frames);
                 if unit.keyframe != expect_idr || unit.pts != self.frame_pts(self.next_encoded) {
-                    return Err(DemoError::Encoder(format!(
+                    return Err(TranscodeError::DemoEncoder(format!(
                         "x264 returned pts {} keyframe={} for frame {} (keyframe={expect_idr})",
                         unit.pts, unit.keyframe, self.next_encoded
                     )));
@@ -257,25 +250,31 @@ impl DemoSource {
         }
     }
 
-    fn produce_audio(&mut self, media_time: Duration) -> Result<(), DemoError> {
+    fn produce_audio(&mut self, media_time: Duration) -> Result<(), TranscodeError> {
         let due = ticks(media_time, DEMO_SAMPLE_RATE);
         while self.audio_units * AAC_FRAME as u64 <= due as u64 {
             self.tone.fill(self.next_sample, &mut self.left);
             self.right.copy_from_slice(&self.left);
             let channels = [&self.left[..], &self.right[..]];
-            self.audio.submit(&RawAudioFrame {
-                pts: self.next_sample as i64,
-                channels: &channels,
-            })?;
+            self.audio
+                .submit(&RawAudioFrame {
+                    pts: self.next_sample as i64,
+                    channels: &channels,
+                })
+                .map_err(TranscodeError::DemoAudio)?;
             self.next_sample += AAC_FRAME as u64;
-            while let Some(unit) = self.audio.poll_packet()? {
+            while let Some(unit) = self
+                .audio
+                .poll_packet()
+                .map_err(TranscodeError::DemoAudio)?
+            {
                 self.audio_units += 1;
                 // alloc: grows to one call's worth of units once, then is reused.
                 self.audio_out.push(unit);
             }
             // The encoder holds back one frame; more than a few means it has stopped emitting.
             if self.next_sample / AAC_FRAME as u64 > self.audio_units + 4 {
-                return Err(DemoError::Encoder(format!(
+                return Err(TranscodeError::DemoEncoder(format!(
                     "AAC encoder returned {} units for {} frames",
                     self.audio_units,
                     self.next_sample / AAC_FRAME as u64

@@ -1,6 +1,7 @@
-//! The transcode ladder of one stream: decode the source once, scale it per rung, encode each
-//! rung with x264 or NVENC (falling back to x264 by the rung's rule), or with rav1e or SVT-AV1
-//! for an AV1 rung, with an IDR (AV1: a key frame) in every rung at exactly the pts where the
+//! The transcode ladder of one stream: decode the source once (on the CPU, or with NVDEC by
+//! [`DecoderChoice`]), scale it per rung, encode each rung with x264 or NVENC for H.264, x265
+//! or NVENC for HEVC (an unavailable NVENC falls back to the CPU encoder by the rung's rule),
+//! or with rav1e or SVT-AV1 for an AV1 rung, with an IDR (AV1: a key frame) in every rung at exactly the pts where the
 //! packager cuts the source (passthrough) rendition. docs/transcode.md explains the rules and the numbers.
 //!
 //! Run-loop contract (sans-IO: the ladder reads no clock; `now` is any monotonic time the
@@ -30,58 +31,21 @@ pub mod segment_clock;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use corecast_rav1e::Rav1eError;
-use libav::{I420Picture, LibavError, Scaler, VideoDecoder, VideoDecoderSettings};
+use libav::{DecodeDevice, I420Picture, LibavError, Scaler, VideoDecoder, VideoDecoderSettings};
 use media::encode::RawVideoFrame;
 use media::{AccessUnit, AvcConfig, Codec, TrackConfig, VIDEO_TIMESCALE, rescale};
-use nvenc::NvencError;
 use rung_encoder::RungVideoEncoder;
-use x264::{X264Error, X264Settings};
+use x264::X264Settings;
+
+use crate::TranscodeError;
 
 pub use config::{
-    DEFAULT_AV1_ENCODER, DEFAULT_RAV1E_SPEED, DEFAULT_SVT_AV1_PRESET, GpuFallback, LadderConfig,
-    RungCodec, RungConfig, RungEncoder, rung_size,
+    DEFAULT_AV1_ENCODER, DEFAULT_RAV1E_SPEED, DEFAULT_SVT_AV1_PRESET, DecoderChoice, GpuFallback,
+    LadderConfig, RungCodec, RungConfig, RungEncoder, rung_size,
 };
 pub use queue::{FrameQueue, Reservation};
-pub use rung_encoder::{nvenc_settings, rav1e_settings, svt_av1_settings};
+pub use rung_encoder::{nvenc_settings, rav1e_settings, svt_av1_settings, x265_settings};
 pub use segment_clock::{SegmentClock, UnitPlace};
-
-/// Errors of the ladder. A corrupt source unit is not one of them: it is skipped and counted.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LadderError {
-    #[error("ladder setting {setting}: {reason}")]
-    Config {
-        setting: &'static str,
-        reason: String,
-    },
-    #[error("ladder source: {0}")]
-    Decoder(#[source] LibavError),
-    #[error("rung {rung}: scaler: {source}")]
-    Scaler { rung: String, source: LibavError },
-    #[error("rung {rung}: x264: {source}")]
-    Encoder { rung: String, source: X264Error },
-    #[error("rung {rung}: nvenc: {source}")]
-    Nvenc { rung: String, source: NvencError },
-    #[error("rung {rung}: rav1e: {source}")]
-    Rav1e { rung: String, source: Rav1eError },
-    #[error("rung {rung}: SVT-AV1: {source}")]
-    SvtAv1 { rung: String, source: LibavError },
-    /// A rung with `encoder = "nvenc"` and `fallback = "fail"` where NVENC cannot be used.
-    #[error(
-        "rung {rung} asks for NVENC with fallback = \"fail\", and NVENC is unavailable: {reason}"
-    )]
-    GpuUnavailable { rung: String, reason: String },
-    #[error("the ladder takes H.264 or HEVC video of the codec it was built for, got {0:?}")]
-    WrongCodec(Codec),
-    #[error("source picture is {}x{}, the ladder was built for {}x{}", got.0, got.1, expected.0, expected.1)]
-    SourceSizeChanged {
-        expected: (u32, u32),
-        got: (u32, u32),
-    },
-    #[error("rung {rung}: the encoder did not make pts {pts} the IDR it was asked for")]
-    IdrNotHonoured { rung: String, pts: i64 },
-}
 
 /// Index of a rung among the ladder's rungs (skipped rungs have none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,9 +60,10 @@ pub struct RungInfo<'a> {
     pub height: u32,
     /// The rung's parameter sets, for its init segment and CODECS string.
     pub avc: &'a AvcConfig,
-    /// The encoder that runs the rung: x264 for an NVENC rung that fell back.
+    /// The encoder that runs the rung: the codec's CPU encoder for an NVENC rung that fell
+    /// back.
     pub encoder: RungEncoder,
-    /// Why an NVENC rung runs on x264 (`fallback = "cpu"`), if it does.
+    /// Why an NVENC rung runs on the CPU (`fallback = "cpu"`), if it does.
     pub fallback_reason: Option<&'a str>,
 }
 
@@ -109,12 +74,13 @@ pub struct RungTrack<'a> {
     pub config: &'a RungConfig,
     pub width: u32,
     pub height: u32,
-    /// The rung's codec parameters (`avcC` or `av1C` source), for its init segment and CODECS
-    /// string.
+    /// The rung's codec parameters (`avcC`, `hvcC` or `av1C` source), for its init segment and
+    /// CODECS string.
     pub track: &'a TrackConfig,
-    /// The encoder that runs the rung: x264 for an NVENC rung that fell back.
+    /// The encoder that runs the rung: the codec's CPU encoder for an NVENC rung that fell
+    /// back.
     pub encoder: RungEncoder,
-    /// Why an NVENC rung runs on x264 (`fallback = "cpu"`), if it does.
+    /// Why an NVENC rung runs on the CPU (`fallback = "cpu"`), if it does.
     pub fallback_reason: Option<&'a str>,
 }
 
@@ -171,6 +137,8 @@ pub struct Ladder {
     config: LadderConfig,
     source_size: (u32, u32),
     decoder: VideoDecoder,
+    /// Why `decoder = "auto"` decodes on the CPU, if it does.
+    decoder_fallback_reason: Option<String>,
     /// The source track's codec (H.264 or HEVC): units of another codec are refused.
     source_codec: Codec,
     clock: SegmentClock,
@@ -202,24 +170,18 @@ impl Ladder {
     /// Builds the ladder for a source with these parameter sets: one decoder, and a scaler,
     /// an encoder (x264, or NVENC by the rung's `encoder` and `fallback`) and a queue for every
     /// rung not taller than the source.
-    pub fn new(config: LadderConfig, source: &TrackConfig) -> Result<Self, LadderError> {
+    pub fn new(config: LadderConfig, source: &TrackConfig) -> Result<Self, TranscodeError> {
         config.check()?;
         let (source_size, frame_rate) = match source {
             TrackConfig::Avc(avc) => ((avc.width, avc.height), avc.frame_rate),
             TrackConfig::Hevc(hevc) => ((hevc.width, hevc.height), hevc.frame_rate),
-            other => return Err(LadderError::WrongCodec(other.codec())),
+            other => return Err(TranscodeError::WrongCodec(other.codec())),
         };
-        let decoder = VideoDecoder::new(
-            source,
-            VideoDecoderSettings {
-                threads: config.decoder_threads,
-            },
-        )
-        .map_err(LadderError::Decoder)?;
+        let (decoder, decoder_fallback_reason) = open_decoder(&config, source)?;
         let (fps_num, fps_den) = frame_rate.unwrap_or(config.fallback_fps);
         let mut rungs = Vec::new();
-        // H.264 rungs first, AV1 rungs after every one of them, so the ids of `rungs()` (the
-        // H.264 ones) are 0..n whatever the config order.
+        // H.264 rungs first, HEVC and AV1 rungs after every one of them (in config order), so
+        // the ids of `rungs()` (the H.264 ones) are 0..n whatever the config order.
         let h264_first = config
             .rungs
             .iter()
@@ -234,7 +196,7 @@ impl Ladder {
             let Some(size) = rung_size(source_size, rung.height) else {
                 continue;
             };
-            let scaler_error = |source| LadderError::Scaler {
+            let scaler_error = |source| TranscodeError::Scaler {
                 rung: rung.name.clone(),
                 source,
             };
@@ -284,6 +246,7 @@ impl Ladder {
             config,
             source_size,
             decoder,
+            decoder_fallback_reason,
             source_codec: source.codec(),
             boundaries: VecDeque::new(),
             rungs,
@@ -298,8 +261,18 @@ impl Ladder {
         &self.config
     }
 
+    /// Where the source is decoded.
+    pub fn decoder_device(&self) -> DecodeDevice {
+        self.decoder.device()
+    }
+
+    /// Why `decoder = "auto"` decodes on the CPU (NVDEC unavailable here), if it does.
+    pub fn decoder_fallback_reason(&self) -> Option<&str> {
+        self.decoder_fallback_reason.as_deref()
+    }
+
     /// Every rung that was built (those not taller than the source): the H.264 rungs in config
-    /// order, then the AV1 rungs in config order.
+    /// order, then the HEVC and AV1 rungs in config order.
     pub fn rung_tracks(&self) -> impl Iterator<Item = RungTrack<'_>> {
         self.rungs
             .iter()
@@ -315,10 +288,10 @@ impl Ladder {
             })
     }
 
-    /// The H.264 rungs that were built, in config order, with ids 0..n (AV1 rungs, which have
-    /// no `avcC`, come after them: [`Self::rung_tracks`] lists every rung). A caller that
-    /// packages only these still receives the AV1 rungs' units from [`Self::poll_output`], with
-    /// ids past n.
+    /// The H.264 rungs that were built, in config order, with ids 0..n (HEVC and AV1 rungs,
+    /// which have no `avcC`, come after them: [`Self::rung_tracks`] lists every rung). A caller
+    /// that packages only these still receives the other rungs' units from
+    /// [`Self::poll_output`], with ids past n.
     pub fn rungs(&self) -> impl Iterator<Item = RungInfo<'_>> {
         self.rung_tracks().filter_map(|rung| match rung.track {
             TrackConfig::Avc(avc) => Some(RungInfo {
@@ -356,9 +329,9 @@ impl Ladder {
 
     /// Takes one source video unit (decode order): decodes it and queues a scaled picture per
     /// rung for every picture the decoder returns.
-    pub fn handle_unit(&mut self, unit: &AccessUnit) -> Result<(), LadderError> {
+    pub fn handle_unit(&mut self, unit: &AccessUnit) -> Result<(), TranscodeError> {
         if unit.codec != self.source_codec {
-            return Err(LadderError::WrongCodec(unit.codec));
+            return Err(TranscodeError::WrongCodec(unit.codec));
         }
         self.stats.source_units += 1;
         match self.clock.place(unit.pts, unit.dts, unit.keyframe) {
@@ -377,25 +350,25 @@ impl Ladder {
         match self.decoder.submit(unit) {
             Ok(()) => {}
             Err(LibavError::CorruptUnit { .. }) => {}
-            Err(other) => return Err(LadderError::Decoder(other)),
+            Err(other) => return Err(TranscodeError::Decoder(other)),
         }
         self.drain_decoder()
     }
 
     /// No more source units: the decoder gives up the pictures it holds, and later
     /// [`Self::encode_step`] calls flush the encoders once their queues are empty.
-    pub fn finish(&mut self) -> Result<(), LadderError> {
+    pub fn finish(&mut self) -> Result<(), TranscodeError> {
         if self.finishing {
             return Ok(());
         }
         self.finishing = true;
-        self.decoder.flush().map_err(LadderError::Decoder)?;
+        self.decoder.flush().map_err(TranscodeError::Decoder)?;
         self.drain_decoder()
     }
 
     /// Encodes one queued picture, of the rung furthest behind. Returns false when there
     /// was nothing to do. After [`Self::finish`], the last step of each rung flushes its encoder.
-    pub fn encode_step(&mut self, now: Duration) -> Result<bool, LadderError> {
+    pub fn encode_step(&mut self, now: Duration) -> Result<bool, TranscodeError> {
         // The rung furthest behind in media time (oldest queued picture) goes first, so rungs
         // that share too little time fall behind evenly instead of one starving.
         let busiest = self
@@ -435,7 +408,7 @@ impl Ladder {
         self.outputs.pop_front()
     }
 
-    fn drain_decoder(&mut self) -> Result<(), LadderError> {
+    fn drain_decoder(&mut self) -> Result<(), TranscodeError> {
         let Ladder {
             decoder,
             rungs,
@@ -452,10 +425,10 @@ impl Ladder {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(LibavError::CorruptUnit { .. }) => continue,
-                Err(other) => return Err(LadderError::Decoder(other)),
+                Err(other) => return Err(TranscodeError::Decoder(other)),
             };
             if (frame.width, frame.height) != *source_size {
-                return Err(LadderError::SourceSizeChanged {
+                return Err(TranscodeError::SourceSizeChanged {
                     expected: *source_size,
                     got: (frame.width, frame.height),
                 });
@@ -489,18 +462,70 @@ impl Ladder {
     }
 }
 
+/// Opens the source decoder by `config.decoder` (see [`DecoderChoice`]); the second value is
+/// why "auto" decodes on the CPU.
+fn open_decoder(
+    config: &LadderConfig,
+    source: &TrackConfig,
+) -> Result<(VideoDecoder, Option<String>), TranscodeError> {
+    let settings = VideoDecoderSettings {
+        threads: config.decoder_threads,
+    };
+    let gpu = DecodeDevice::Nvdec { gpu: 0 };
+    let cpu = |reason| {
+        VideoDecoder::new(source, settings.clone())
+            .map(|decoder| (decoder, reason))
+            .map_err(TranscodeError::Decoder)
+    };
+    // Under "auto" only a ladder that already runs on the GPU (an NVENC rung) decodes there:
+    // the frames go to NVENC anyway, while an all-CPU ladder gains little from a GPU decode
+    // whose pictures must be copied back, and keeps working on a box whose driver misbehaves.
+    let gpu_ladder = config.rungs.iter().any(|rung| rung.encoder.is_gpu());
+    match config.decoder {
+        DecoderChoice::Cpu => cpu(None),
+        DecoderChoice::Auto if !gpu_ladder => cpu(None),
+        choice => match VideoDecoder::with_device(source, settings.clone(), gpu) {
+            Ok(decoder) => Ok((decoder, None)),
+            Err(LibavError::NvdecUnavailable { reason }) if choice == DecoderChoice::Auto => {
+                warn_decoder_fallback_once(&reason);
+                cpu(Some(reason))
+            }
+            Err(LibavError::NvdecUnavailable { reason }) => {
+                Err(TranscodeError::GpuDecoderUnavailable { reason })
+            }
+            Err(other) => Err(TranscodeError::Decoder(other)),
+        },
+    }
+}
+
+/// Logs NVDEC's absence at info level once per process (a box without an NVIDIA GPU is the
+/// usual case, not a fault), at debug level for every ladder after that.
+fn warn_decoder_fallback_once(reason: &str) {
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    let mut first = false;
+    LOGGED.call_once(|| first = true);
+    if first {
+        tracing::info!(
+            reason,
+            "NVDEC unavailable: ladders decode on the CPU (decoder = \"auto\"); logged once"
+        );
+    } else {
+        tracing::debug!(reason, "NVDEC unavailable: ladder decodes on the CPU");
+    }
+}
+
 fn queue_picture(
     rung: &mut Rung,
     frame: &RawVideoFrame<'_>,
     starts_segment: bool,
-) -> Result<(), LadderError> {
+) -> Result<(), TranscodeError> {
     let Reservation::Slot(mut slot) = rung.queue.reserve(starts_segment) else {
         return Ok(());
     };
     let scaled = rung.scaler.scale_into(frame, &mut slot);
     if let Err(source) = scaled {
         rung.queue.recycle(slot);
-        return Err(LadderError::Scaler {
+        return Err(TranscodeError::Scaler {
             rung: rung.config.name.clone(),
             source,
         });
@@ -514,7 +539,7 @@ fn encode_one(
     id: RungId,
     now: Option<Duration>,
     outputs: &mut VecDeque<(RungId, AccessUnit)>,
-) -> Result<(), LadderError> {
+) -> Result<(), TranscodeError> {
     let Some(queued) = rung.queue.pop() else {
         return Ok(());
     };
@@ -540,7 +565,7 @@ fn drain_encoder(
     rung: &mut Rung,
     id: RungId,
     outputs: &mut VecDeque<(RungId, AccessUnit)>,
-) -> Result<(), LadderError> {
+) -> Result<(), TranscodeError> {
     loop {
         let unit = rung.encoder.poll_packet(&rung.config.name)?;
         let Some(unit) = unit else {
@@ -551,7 +576,7 @@ fn drain_encoder(
         if rung.forced.front() == Some(&unit.pts) {
             rung.forced.pop_front();
             if !unit.keyframe {
-                return Err(LadderError::IdrNotHonoured {
+                return Err(TranscodeError::IdrNotHonoured {
                     rung: rung.config.name.clone(),
                     pts: unit.pts,
                 });

@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use corecast_transcode::{
-    GpuFallback, Ladder, LadderConfig, LadderError, NvencPreset, RungConfig, RungEncoder, RungId,
+    GpuFallback, Ladder, LadderConfig, NvencPreset, RungCodec, RungConfig, RungEncoder, RungId,
+    TranscodeError,
 };
 use media::{AccessUnit, AvcConfig, TrackConfig};
 use package::live::segmenter::{Segmenter, SegmenterConfig};
@@ -346,7 +347,9 @@ fn an_nvenc_rung_falls_back_to_x264_with_the_same_aligned_idrs() {
     let source = source();
     let unavailable = nvenc_unavailable();
     let mut config = small_ladder();
-    config.rungs[1].encoder = RungEncoder::Nvenc; // 360p asks for the GPU; 180p stays on x264
+    config.rungs[1].encoder = RungEncoder::Nvenc {
+        codec: RungCodec::H264,
+    }; // 360p asks for the GPU; 180p stays on x264
     let mut ladder = Ladder::new(config, &TrackConfig::Avc(source.config.clone()))
         .expect("fallback = cpu builds the ladder");
     let rungs: Vec<(String, RungEncoder, Option<String>)> = ladder
@@ -370,7 +373,12 @@ fn an_nvenc_rung_falls_back_to_x264_with_the_same_aligned_idrs() {
             eprintln!("NVENC available here: checking a real GPU rung");
             assert_eq!(
                 (rungs[0].1, rungs[0].2.as_deref()),
-                (RungEncoder::Nvenc, None)
+                (
+                    RungEncoder::Nvenc {
+                        codec: RungCodec::H264
+                    },
+                    None
+                )
             );
         }
     }
@@ -404,10 +412,12 @@ fn an_nvenc_rung_with_fallback_fail_refuses_the_ladder() {
         return;
     };
     let mut config = small_ladder();
-    config.rungs[2].encoder = RungEncoder::Nvenc;
+    config.rungs[2].encoder = RungEncoder::Nvenc {
+        codec: RungCodec::H264,
+    };
     config.rungs[2].fallback = GpuFallback::Fail;
     match Ladder::new(config, &TrackConfig::Avc(source.config.clone())) {
-        Err(LadderError::GpuUnavailable { rung, reason: got }) => {
+        Err(TranscodeError::GpuUnavailable { rung, reason: got }) => {
             assert_eq!(rung, "180p");
             assert_eq!(got, reason);
             assert!(
@@ -419,7 +429,9 @@ fn an_nvenc_rung_with_fallback_fail_refuses_the_ladder() {
     }
     // A rung taller than the source is skipped before its encoder is opened: no refusal.
     let mut config = small_ladder();
-    config.rungs[0].encoder = RungEncoder::Nvenc;
+    config.rungs[0].encoder = RungEncoder::Nvenc {
+        codec: RungCodec::H264,
+    };
     config.rungs[0].fallback = GpuFallback::Fail;
     assert!(Ladder::new(config, &TrackConfig::Avc(source.config.clone())).is_ok());
 }
@@ -472,6 +484,6 @@ fn an_hevc_source_is_decoded_and_transcoded_like_h264() {
     let stray = source().units[0].clone();
     assert!(matches!(
         ladder.handle_unit(&stray),
-        Err(LadderError::WrongCodec(media::Codec::H264))
+        Err(TranscodeError::WrongCodec(media::Codec::H264))
     ));
 }

@@ -23,8 +23,15 @@
 //! never "auto"); pictures then come out `threads - 1` units later, and an error is reported on
 //! the unit being submitted when it surfaces, which may be a few units after the bad one.
 //!
-//! Not done: AV1 input, 10-bit (HEVC Main 10) and 4:2:2 sources ([`LibavError::UnsupportedPixelFormat`]), hardware
-//! decode, colour-range conversion of full-range (`yuvj420p`) sources.
+//! GPU decode: [`VideoDecoder::with_device`] with [`DecodeDevice::Nvdec`] decodes on an NVIDIA
+//! GPU through libavcodec's CUDA hwaccel (`crate::nvdec` explains the choice); pictures are
+//! copied back to system memory as I420, so callers see the same frames either way.
+//! Where the driver is missing it is [`LibavError::NvdecUnavailable`] with the reason; the
+//! caller decides whether to fall back ([`VideoDecoder::new`] is the CPU decoder).
+//!
+//! Not done: AV1 input, 10-bit (HEVC Main 10) and 4:2:2 sources ([`LibavError::UnsupportedPixelFormat`]),
+//! colour-range conversion of full-range (`yuvj420p`) sources, GPU frames handed on without a
+//! copy to system memory.
 
 use std::fmt;
 use std::ptr;
@@ -35,6 +42,7 @@ use ffmpeg_next::{codec, decoder, frame};
 use media::encode::RawVideoFrame;
 use media::{AccessUnit, Codec, TrackConfig};
 
+use crate::nvdec::{CudaDevice, DownloadedPicture, download};
 use crate::{LibavError, quiet_logging};
 
 /// Decoder threads we allow at most (the same bound as the x264 driver's).
@@ -53,6 +61,15 @@ impl Default for VideoDecoderSettings {
     }
 }
 
+/// Where the decoding happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeDevice {
+    /// libavcodec's software decoders.
+    Cpu,
+    /// NVDEC on CUDA device `gpu`, through libavcodec's CUDA hwaccel.
+    Nvdec { gpu: u32 },
+}
+
 /// Counters of one decoder since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecodeStats {
@@ -64,6 +81,9 @@ pub struct DecodeStats {
     pub frames: u64,
     /// Returned pictures that libavcodec flagged as concealed or corrupt.
     pub concealed_frames: u64,
+    /// Returned pictures that NVDEC decoded (copied from GPU memory); the rest were decoded
+    /// in software, e.g. a profile the GPU cannot take.
+    pub gpu_frames: u64,
 }
 
 /// An open H.264 or HEVC decoder. See the module docs for formats, errors and threading.
@@ -76,6 +96,10 @@ pub struct VideoDecoder {
     settings: VideoDecoderSettings,
     stats: DecodeStats,
     flushing: bool,
+    device: DecodeDevice,
+    /// A GPU picture copied to system memory, and the NV12 frame it went through.
+    downloaded: DownloadedPicture,
+    download_staging: frame::Video,
 }
 
 impl fmt::Debug for VideoDecoder {
@@ -85,6 +109,7 @@ impl fmt::Debug for VideoDecoder {
             .field("settings", &self.settings)
             .field("stats", &self.stats)
             .field("flushing", &self.flushing)
+            .field("device", &self.device)
             .finish_non_exhaustive()
     }
 }
@@ -93,6 +118,16 @@ impl VideoDecoder {
     /// Opens libavcodec's decoder for the track's codec (`h264` or `hevc`) with its
     /// configuration record (`avcC` / `hvcC`) as extradata.
     pub fn new(config: &TrackConfig, settings: VideoDecoderSettings) -> Result<Self, LibavError> {
+        Self::with_device(config, settings, DecodeDevice::Cpu)
+    }
+
+    /// As [`Self::new`], decoding on `device`. For [`DecodeDevice::Nvdec`], a machine without
+    /// the NVIDIA driver or the GPU is [`LibavError::NvdecUnavailable`] with the reason.
+    pub fn with_device(
+        config: &TrackConfig,
+        settings: VideoDecoderSettings,
+        device: DecodeDevice,
+    ) -> Result<Self, LibavError> {
         quiet_logging();
         if !(1..=MAX_DECODE_THREADS).contains(&settings.threads) {
             return Err(LibavError::InvalidSettings {
@@ -113,6 +148,10 @@ impl VideoDecoder {
         let found = decoder::find(id).ok_or(LibavError::DecoderNotFound(name))?;
         let mut context = codec::context::Context::new_with_codec(found);
         set_extradata(&mut context, record)?;
+        if let DecodeDevice::Nvdec { gpu } = device {
+            // SAFETY: the context is allocated and not open yet.
+            unsafe { CudaDevice::attach_shared(gpu, context.as_mut_ptr())? };
+        }
         // err_recognition stays at its default (no AV_EF_EXPLODE): with it, one damaged slice
         // also fails the units that reference it, up to the next IDR (seen in the tests), so a
         // single bad unit would cost a run of frames instead of one concealed picture.
@@ -144,7 +183,15 @@ impl VideoDecoder {
             settings,
             stats: DecodeStats::default(),
             flushing: false,
+            device,
+            downloaded: DownloadedPicture::default(),
+            download_staging: frame::Video::empty(),
         })
+    }
+
+    /// The device it was opened on.
+    pub fn device(&self) -> DecodeDevice {
+        self.device
     }
 
     pub fn settings(&self) -> &VideoDecoderSettings {
@@ -237,8 +284,21 @@ impl VideoDecoder {
                 });
             }
         }
+        // SAFETY: receive_frame succeeded, so the frame points to a valid AVFrame.
+        let on_gpu =
+            unsafe { (*self.frame.as_ptr()).format } == ffi::AVPixelFormat::AV_PIX_FMT_CUDA as i32;
+        if on_gpu {
+            // SAFETY: a decoded CUDA frame, and our own staging frame that nothing else holds.
+            unsafe {
+                download(
+                    self.frame.as_ptr(),
+                    self.download_staging.as_mut_ptr(),
+                    &mut self.downloaded,
+                )?;
+            }
+        }
         let format = self.frame.format();
-        if !matches!(format, Pixel::YUV420P | Pixel::YUVJ420P) {
+        if !on_gpu && !matches!(format, Pixel::YUV420P | Pixel::YUVJ420P) {
             return Err(LibavError::UnsupportedPixelFormat(format!("{format:?}")));
         }
         // SAFETY: receive_frame succeeded, so the frame points to a valid AVFrame.
@@ -250,11 +310,26 @@ impl VideoDecoder {
             self.stats.concealed_frames += 1;
         }
         self.stats.frames += 1;
+        if on_gpu {
+            self.stats.gpu_frames += 1;
+        }
         let pts = self
             .frame
             .pts()
             .filter(|&pts| pts != ffi::AV_NOPTS_VALUE)
             .unwrap_or(best_effort);
+        if on_gpu {
+            let picture = &self.downloaded;
+            let (width, chroma_width) =
+                (picture.width as usize, picture.width.div_ceil(2) as usize);
+            return Ok(Some(RawVideoFrame {
+                width: picture.width,
+                height: picture.height,
+                pts,
+                planes: [&picture.planes[0], &picture.planes[1], &picture.planes[2]],
+                strides: [width, chroma_width, chroma_width],
+            }));
+        }
         let frame = &self.frame;
         Ok(Some(RawVideoFrame {
             width: frame.width(),

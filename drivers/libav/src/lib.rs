@@ -3,10 +3,15 @@
 //!
 //! - [`AacEncoder`]: AAC-LC (ISO/IEC 14496-3) with FFmpeg's native `aac` encoder, used by the
 //!   demo source and, later, the audio rung of the ladder.
+//! - [`AudioTranscoder`]: audio that is not AAC (MP2, MP3, AC-3, G.711) decoded, converted with
+//!   libswresample and encoded to AAC-LC once per stream.
 //! - [`VideoDecoder`]: H.264 (ITU-T H.264) and HEVC (ITU-T H.265) with libavcodec's native
 //!   decoders, fed our length-prefixed access units; the first stage of the transcode ladder.
+//!   On an NVIDIA GPU it decodes with NVDEC through the CUDA hwaccel ([`DecodeDevice`]).
 //! - [`SvtAv1Encoder`]: AV1 with SVT-AV1 through libavcodec's `libsvtav1`, low delay, a forced
 //!   key frame by restarting the encoder (FFmpeg 5.1 ignores `pict_type` there; see its docs).
+//! - [`X265Encoder`]: HEVC with x265 through libavcodec's `libx265`, zero latency, IDRs where
+//!   the caller forces them (`forced-idr`).
 //! - [`Scaler`]: libswscale resampling of I420 pictures into reusable [`I420Picture`]s, one per
 //!   rung size.
 //!
@@ -15,18 +20,29 @@
 //! `Qavg:` info line on close but keeps every warning and error visible.
 
 mod aac;
+mod audio_transcode;
 mod decode;
+mod nvdec;
 mod scale;
 mod svtav1;
+mod x265;
 
 pub use aac::{AacEncoder, AacSettings};
-pub use decode::{
-    DecodeStats, MAX_DECODE_THREADS, VideoDecoder, VideoDecoderSettings, check_length_prefixed,
+pub use audio_transcode::{
+    AudioTranscodeStats, AudioTranscoder, AudioTranscoderSettings, SourceAudioCodec,
 };
+pub use decode::{
+    DecodeDevice, DecodeStats, MAX_DECODE_THREADS, VideoDecoder, VideoDecoderSettings,
+    check_length_prefixed,
+};
+pub use nvdec::{NVDEC_LIBRARIES, nvdec_check};
 pub use scale::{I420Picture, ScaleFilter, Scaler};
 pub use svtav1::{
     MAX_SVT_AV1_THREADS, SVT_AV1_FASTEST_PRESET, SvtAv1Encoder, SvtAv1Settings,
     quiet_svt_av1_logging,
+};
+pub use x265::{
+    MAX_X265_THREADS, X265_PRESETS, X265Encoder, X265Settings, hevc_config_from_annex_b,
 };
 
 use std::sync::Once;
@@ -77,6 +93,9 @@ pub enum LibavError {
         expected: (u32, u32),
         got: (u32, u32),
     },
+    /// NVDEC cannot be used here (no driver, no GPU): the caller may decode on the CPU.
+    #[error("NVDEC unavailable: {reason}")]
+    NvdecUnavailable { reason: String },
     #[error("plane {plane} of the picture is shorter than its rows at its stride")]
     PlaneTooSmall { plane: usize },
 }

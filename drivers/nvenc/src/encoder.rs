@@ -1,4 +1,4 @@
-//! [`NvencEncoder`]: libavcodec's `h264_nvenc` behind [`VideoEncoder`]. The crate docs describe
+//! [`NvencEncoder`]: libavcodec's `h264_nvenc` or `hevc_nvenc` behind [`VideoEncoder`]. The crate docs describe
 //! the output format and how IDRs are forced.
 
 use std::collections::VecDeque;
@@ -8,7 +8,8 @@ use ffmpeg_next::format::Pixel;
 use ffmpeg_next::picture;
 use ffmpeg_next::{Dictionary, codec, encoder, frame};
 use media::encode::{RawVideoFrame, VideoEncoder};
-use media::{AccessUnit, AvcConfig, Codec, TrackConfig, VIDEO_TIMESCALE, annex_b};
+use media::hevc::nal_unit_type;
+use media::{AccessUnit, AvcConfig, Codec, HevcConfig, TrackConfig, VIDEO_TIMESCALE, annex_b};
 
 use crate::{
     GpuInfo, NvencCodec, NvencError, NvencSettings, check_gpu, log_capture, open_failure_reason,
@@ -21,11 +22,13 @@ const NAL_AUD: u8 = 9;
 /// is about two years of 30 fps video: in practice IDRs come only where they are forced.
 const GOP_FRAMES: u32 = i32::MAX as u32;
 
-/// An open `h264_nvenc` encoder on one GPU. `Send`, not `Sync`.
+/// An open `h264_nvenc` or `hevc_nvenc` encoder on one GPU. `Send`, not `Sync`.
 pub struct NvencEncoder {
     encoder: encoder::Video,
     settings: NvencSettings,
-    config: AvcConfig,
+    codec: NvencCodec,
+    /// `avcC` or `hvcC` source, from the encoder's global header.
+    config: TrackConfig,
     /// The picture handed to libavcodec; reused (made writable before each fill).
     staging: frame::Video,
     packet: ffmpeg_next::Packet,
@@ -38,6 +41,7 @@ impl fmt::Debug for NvencEncoder {
         f.debug_struct("NvencEncoder")
             .field("settings", &self.settings)
             .field("codec", &self.config.codec_string())
+            .field("encoder", &self.codec.ffmpeg_name())
             .field("ready", &self.ready.len())
             .field("flushing", &self.flushing)
             .finish_non_exhaustive()
@@ -66,10 +70,26 @@ pub(crate) fn open_context_after(
     settings.check()?;
     let name = codec.ffmpeg_name();
     let Some(found) = encoder::find_by_name(name) else {
+        let version = ffmpeg_next::codec::version();
+        let hint = if codec == NvencCodec::Av1 {
+            " (av1_nvenc arrived in FFmpeg 6.0)"
+        } else {
+            ""
+        };
         return Err(NvencError::Unavailable {
-            reason: format!("the linked FFmpeg was built without {name}"),
+            reason: format!(
+                "the linked FFmpeg (libavcodec {}.{}.{}) has no {name}{hint}",
+                version >> 16,
+                (version >> 8) & 0xff,
+                version & 0xff
+            ),
         });
     };
+    if codec == NvencCodec::Av1 {
+        return Err(NvencError::Unavailable {
+            reason: "the linked FFmpeg has av1_nvenc, but corecast does not drive it yet".into(),
+        });
+    }
     let gpu = driver_check(settings.gpu)?;
 
     let mut video = codec::context::Context::new_with_codec(found)
@@ -97,9 +117,14 @@ pub(crate) fn open_context_after(
     let mut options = Dictionary::new();
     options.set("preset", settings.preset.name());
     options.set("tune", settings.tune.name());
-    if codec == NvencCodec::H264 {
-        options.set("profile", settings.profile.name());
-    }
+    options.set(
+        "profile",
+        match codec {
+            NvencCodec::H264 => settings.profile.name(),
+            // 8-bit 4:2:0, what every decoder of an `hvc1` rendition takes.
+            NvencCodec::Hevc | NvencCodec::Av1 => "main",
+        },
+    );
     options.set("rc", "vbr");
     options.set("forced-idr", "1");
     options.set("no-scenecut", "1");
@@ -118,12 +143,29 @@ impl NvencEncoder {
     /// Checks the NVIDIA driver and GPU, opens `h264_nvenc` with `settings` and reads its
     /// parameter sets. Without a usable NVENC this is [`NvencError::Unavailable`].
     pub fn new(settings: NvencSettings) -> Result<Self, NvencError> {
-        let encoder = open_context(NvencCodec::H264, &settings)?;
-        let config = read_parameter_sets(&encoder)?;
+        Self::with_codec(NvencCodec::H264, settings)
+    }
+
+    /// As [`Self::new`] for either codec: `hevc_nvenc` makes HEVC Main (8-bit 4:2:0) with the
+    /// same rate control, forced IDRs and output rules (VPS, SPS and PPS go to the `hvcC`).
+    pub fn with_codec(codec: NvencCodec, settings: NvencSettings) -> Result<Self, NvencError> {
+        let encoder = open_context(codec, &settings)?;
+        let extradata = extradata(&encoder);
+        let config = match codec {
+            NvencCodec::H264 => TrackConfig::Avc(parameter_sets_from_annex_b(&extradata)?),
+            NvencCodec::Hevc => TrackConfig::Hevc(hevc_parameter_sets_from_annex_b(&extradata)?),
+            // open_context refuses AV1 before anything opens.
+            NvencCodec::Av1 => {
+                return Err(NvencError::Unavailable {
+                    reason: "corecast does not drive av1_nvenc".into(),
+                });
+            }
+        };
         let staging = frame::Video::new(Pixel::YUV420P, settings.width, settings.height);
         Ok(NvencEncoder {
             encoder,
             settings,
+            codec,
             config,
             staging,
             packet: ffmpeg_next::Packet::empty(),
@@ -136,9 +178,17 @@ impl NvencEncoder {
         &self.settings
     }
 
-    /// The parameter sets of this encoder, as an `avcC` record and parsed fields.
-    pub fn avc_config(&self) -> &AvcConfig {
-        &self.config
+    pub fn codec(&self) -> NvencCodec {
+        self.codec
+    }
+
+    /// The parameter sets of an H.264 encoder, as an `avcC` record and parsed fields (`None`
+    /// for HEVC: see [`VideoEncoder::track_config`]).
+    pub fn avc_config(&self) -> Option<&AvcConfig> {
+        match &self.config {
+            TrackConfig::Avc(avc) => Some(avc),
+            _ => None,
+        }
     }
 
     fn receive(&mut self) -> Result<(), NvencError> {
@@ -148,18 +198,20 @@ impl NvencEncoder {
                     let data = self.packet.data().unwrap_or_default();
                     // alloc: one buffer per encoded frame; the unit outlives the reused packet.
                     let mut payload = Vec::with_capacity(data.len() + 16);
+                    let codec = self.codec;
                     annex_b::append_length_prefixed(data, &mut payload, |nal| {
-                        !matches!(
-                            nal.first().map(|b| b & 0x1f),
-                            Some(NAL_SPS | NAL_PPS | NAL_AUD)
-                        )
+                        !is_header_nal(codec, nal)
                     });
                     let pts = self.packet.pts().unwrap_or(0);
                     // No B-frames: decode order is presentation order.
                     let dts = self.packet.dts().map_or(pts, |dts| dts.min(pts));
                     // alloc: the queue grows only while the caller does not poll.
                     self.ready.push_back(AccessUnit {
-                        codec: Codec::H264,
+                        codec: match self.codec {
+                            NvencCodec::H264 => Codec::H264,
+                            NvencCodec::Hevc => Codec::H265,
+                            NvencCodec::Av1 => Codec::Av1,
+                        },
                         pts,
                         dts,
                         keyframe: self.packet.is_key(),
@@ -246,15 +298,30 @@ impl VideoEncoder for NvencEncoder {
     }
 
     fn track_config(&self) -> TrackConfig {
-        TrackConfig::Avc(self.config.clone())
+        self.config.clone()
     }
 }
 
-/// SPS and PPS from the extradata the encoder wrote at open (Annex B with global headers).
-fn read_parameter_sets(encoder: &encoder::Video) -> Result<AvcConfig, NvencError> {
+/// Parameter sets and AUDs, which stay out of the units (they are in the track's record).
+fn is_header_nal(codec: NvencCodec, nal: &[u8]) -> bool {
+    match codec {
+        NvencCodec::H264 | NvencCodec::Av1 => matches!(
+            nal.first().map(|b| b & 0x1f),
+            Some(NAL_SPS | NAL_PPS | NAL_AUD)
+        ),
+        NvencCodec::Hevc => matches!(
+            nal_unit_type(nal),
+            Some(media::hevc::NAL_VPS | media::hevc::NAL_SPS | media::hevc::NAL_PPS)
+                | Some(media::hevc::NAL_AUD)
+        ),
+    }
+}
+
+/// The extradata the encoder wrote at open (Annex B with global headers).
+fn extradata(encoder: &encoder::Video) -> Vec<u8> {
     // SAFETY: the context is open; avcodec_open2 set `extradata` to `extradata_size` bytes (or
     // left it null), owned by the context, which outlives this borrow; we copy what we need.
-    let extradata = unsafe {
+    unsafe {
         let context = &*encoder.as_ptr();
         match (
             context.extradata.is_null(),
@@ -263,8 +330,7 @@ fn read_parameter_sets(encoder: &encoder::Video) -> Result<AvcConfig, NvencError
             (false, Ok(len)) => std::slice::from_raw_parts(context.extradata, len).to_vec(),
             _ => Vec::new(),
         }
-    };
-    parameter_sets_from_annex_b(&extradata)
+    }
 }
 
 /// The first SPS and PPS of an Annex B byte stream, parsed into a track config.
@@ -280,4 +346,21 @@ pub(crate) fn parameter_sets_from_annex_b(extradata: &[u8]) -> Result<AvcConfig,
     let sps = sps.ok_or(NvencError::MissingParameterSet("SPS"))?;
     let pps = pps.ok_or(NvencError::MissingParameterSet("PPS"))?;
     Ok(AvcConfig::from_parameter_sets(sps, pps)?)
+}
+
+/// The first VPS, SPS and PPS of an Annex B byte stream, parsed into a track config.
+pub(crate) fn hevc_parameter_sets_from_annex_b(extradata: &[u8]) -> Result<HevcConfig, NvencError> {
+    let (mut vps, mut sps, mut pps) = (None, None, None);
+    for nal in annex_b::nal_units(extradata) {
+        match nal_unit_type(nal) {
+            Some(media::hevc::NAL_VPS) if vps.is_none() => vps = Some(nal),
+            Some(media::hevc::NAL_SPS) if sps.is_none() => sps = Some(nal),
+            Some(media::hevc::NAL_PPS) if pps.is_none() => pps = Some(nal),
+            _ => {}
+        }
+    }
+    let vps = vps.ok_or(NvencError::MissingParameterSet("VPS"))?;
+    let sps = sps.ok_or(NvencError::MissingParameterSet("SPS"))?;
+    let pps = pps.ok_or(NvencError::MissingParameterSet("PPS"))?;
+    Ok(HevcConfig::from_parameter_sets(vps, sps, pps)?)
 }

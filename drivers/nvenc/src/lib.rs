@@ -22,10 +22,13 @@
 //! detection is off, so IDRs come only where the caller forces them (`pict_type = I` with
 //! `forced-idr=1`). No B-frames and `zerolatency=1`, so dts = pts and units come out in order.
 //!
-//! Not done: HEVC and AV1 output through this encoder (`hevc_nvenc` is probed only; Debian's
-//! FFmpeg 5.1 has no `av1_nvenc`), NVDEC decode and keeping frames on the GPU between decode,
-//! scale and encode (frames are uploaded from system memory by libavcodec), several GPUs chosen
-//! by load.
+//! HEVC: [`NvencEncoder::with_codec`] with [`NvencCodec::Hevc`] opens `hevc_nvenc` (HEVC Main)
+//! with the same rules; VPS, SPS and PPS go into the track's [`media::HevcConfig`] (ITU-T H.265
+//! §7.3.2, ISO/IEC 14496-15 §8.3.3).
+//!
+//! Not done: AV1 (Debian's FFmpeg 5.1 has no `av1_nvenc`: [`NvencCodec::Av1`] is always
+//! unavailable, with that reason), keeping frames on the GPU between decode, scale and encode
+//! (frames are uploaded from system memory by libavcodec), several GPUs chosen by load.
 
 mod driver;
 mod encoder;
@@ -49,14 +52,14 @@ pub enum NvencError {
         setting: &'static str,
         reason: String,
     },
-    #[error("FFmpeg {call} failed in h264_nvenc: {source}")]
+    #[error("FFmpeg {call} failed in NVENC: {source}")]
     Ffmpeg {
         call: &'static str,
         source: ffmpeg_next::Error,
     },
-    #[error("h264_nvenc extradata holds no {0} NAL unit")]
+    #[error("NVENC extradata holds no {0} NAL unit")]
     MissingParameterSet(&'static str),
-    #[error("h264_nvenc parameter sets do not parse: {0}")]
+    #[error("NVENC parameter sets do not parse: {0}")]
     Config(#[from] MediaError),
     #[error("NVENC got a {got_width}x{got_height} picture, it was opened for {width}x{height}")]
     FrameSize {
@@ -83,11 +86,14 @@ impl NvencError {
     }
 }
 
-/// The NVENC codecs FFmpeg offers (Debian's 5.1 has no `av1_nvenc`).
+/// The NVENC codecs. Debian's FFmpeg 5.1 has `h264_nvenc` and `hevc_nvenc`; `av1_nvenc`
+/// arrived in FFmpeg 6.0, so an AV1 encoder is always [`NvencError::Unavailable`] here (and
+/// corecast does not drive it yet where FFmpeg has it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NvencCodec {
     H264,
     Hevc,
+    Av1,
 }
 
 impl NvencCodec {
@@ -96,6 +102,7 @@ impl NvencCodec {
         match self {
             NvencCodec::H264 => "h264_nvenc",
             NvencCodec::Hevc => "hevc_nvenc",
+            NvencCodec::Av1 => "av1_nvenc",
         }
     }
 }

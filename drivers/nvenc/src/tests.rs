@@ -10,7 +10,7 @@ use std::process::Command;
 use testmedia::encoded::encode_test_pictures;
 
 use super::*;
-use crate::encoder::parameter_sets_from_annex_b;
+use crate::encoder::{hevc_parameter_sets_from_annex_b, parameter_sets_from_annex_b};
 
 fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("corecast-nvenc-{name}-{}", std::process::id()));
@@ -43,6 +43,22 @@ fn without_a_driver_new_is_unavailable_with_the_libcuda_reason() {
     // The same reason again (the failed load is remembered, not retried into a panic).
     let again = NvencEncoder::new(NvencSettings::default()).unwrap_err();
     assert_eq!(again.unavailable_reason(), Some(reason));
+    // FFmpeg 5.1 has no av1_nvenc: that is the reason, before any driver is asked.
+    let av1 = NvencEncoder::with_codec(NvencCodec::Av1, NvencSettings::default()).unwrap_err();
+    let av1_reason = av1.unavailable_reason().expect("Unavailable");
+    if ffmpeg_next::encoder::find_by_name("av1_nvenc").is_none() {
+        assert!(
+            av1_reason.contains("has no av1_nvenc (av1_nvenc arrived in FFmpeg 6.0)"),
+            "{av1_reason}"
+        );
+    }
+    assert_eq!(
+        probe(NvencCodec::Av1).unavailable.as_deref(),
+        Some(av1_reason)
+    );
+    // hevc_nvenc goes through the same check, with the same reason.
+    let hevc = NvencEncoder::with_codec(NvencCodec::Hevc, NvencSettings::default()).unwrap_err();
+    assert_eq!(hevc.unavailable_reason(), Some(reason));
     // Both FFmpeg encoders are in Debian's FFmpeg, so the probe gets as far as the driver.
     for codec in [NvencCodec::H264, NvencCodec::Hevc] {
         let probe = probe(codec);
@@ -376,10 +392,8 @@ fn encodes_forced_idrs_on_a_real_gpu() {
         ..NvencSettings::default()
     })
     .expect("probe said NVENC works");
-    assert_eq!(
-        (encoder.avc_config().width, encoder.avc_config().height),
-        (width, height)
-    );
+    let avc = encoder.avc_config().expect("H.264");
+    assert_eq!((avc.width, avc.height), (width, height));
     let units = encode_test_pictures(&mut encoder, (width, height), 60, 0, &[0, 30]).unwrap();
     assert_eq!(units.len(), 60);
     let keyframes: Vec<i64> = units.iter().filter(|u| u.keyframe).map(|u| u.pts).collect();
@@ -395,4 +409,89 @@ fn encodes_forced_idrs_on_a_real_gpu() {
         }
         assert!(rest.is_empty());
     }
+}
+
+/// As [`encodes_forced_idrs_on_a_real_gpu`], for `hevc_nvenc`: the track is `hvc1` and the
+/// forced pictures are IDRs.
+#[test]
+fn encodes_hevc_with_forced_idrs_on_a_real_gpu() {
+    let found = probe(NvencCodec::Hevc);
+    if let Some(reason) = &found.unavailable {
+        eprintln!("skipped: NVENC HEVC unavailable here: {reason}");
+        return;
+    }
+    let (width, height) = (320u32, 240u32);
+    let mut encoder = NvencEncoder::with_codec(
+        NvencCodec::Hevc,
+        NvencSettings {
+            width,
+            height,
+            bitrate_kbps: 500,
+            ..NvencSettings::default()
+        },
+    )
+    .expect("probe said NVENC HEVC works");
+    let media::TrackConfig::Hevc(hevc) = media::encode::VideoEncoder::track_config(&encoder) else {
+        panic!("hevc_nvenc made a non-HEVC track");
+    };
+    assert_eq!((hevc.width, hevc.height), (width, height));
+    assert!(
+        hevc.codec_string().starts_with("hvc1."),
+        "{}",
+        hevc.codec_string()
+    );
+    let units = encode_test_pictures(&mut encoder, (width, height), 60, 0, &[0, 30]).unwrap();
+    assert_eq!(units.len(), 60);
+    let keyframes: Vec<i64> = units.iter().filter(|u| u.keyframe).map(|u| u.pts).collect();
+    assert_eq!(keyframes, vec![0, 90_000]);
+    assert!(units.iter().all(|u| u.codec == media::Codec::H265));
+}
+
+#[test]
+fn hevc_parameter_sets_come_from_annex_b_extradata() {
+    if !tool_available("ffmpeg") {
+        eprintln!("skipped: ffmpeg not installed (scripts/install-deps.sh --test)");
+        return;
+    }
+    // A real encoder's Annex B output (VPS, SPS, PPS, SEI, IDR), as hevc_nvenc's extradata is
+    // shaped.
+    let dir = scratch_dir("hevc-extradata");
+    let path = dir.join("one.hevc");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+        ])
+        .args([
+            "-frames:v",
+            "1",
+            "-c:v",
+            "libx265",
+            "-x265-params",
+            "log-level=error",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-f", "hevc"])
+        .arg(&path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success());
+    let stream = std::fs::read(&path).expect("read hevc");
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = hevc_parameter_sets_from_annex_b(&stream).expect("VPS, SPS and PPS");
+    assert_eq!((config.width, config.height), (320, 240));
+    assert!(
+        config.codec_string().starts_with("hvc1.1."),
+        "{}",
+        config.codec_string()
+    );
+    // A stream with only a VPS names what is missing.
+    assert!(matches!(
+        hevc_parameter_sets_from_annex_b(&[0, 0, 0, 1, 0x40, 0x01, 0x0c]),
+        Err(NvencError::MissingParameterSet("SPS"))
+    ));
 }

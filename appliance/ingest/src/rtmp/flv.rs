@@ -2,6 +2,12 @@
 //! Video File Format Specification v10.1, E.4.2.1 VIDEODATA + AVCVIDEOPACKET, E.4.2.2
 //! AUDIODATA + AACAUDIODATA), and the clocks that turn RTMP milliseconds into media time.
 //!
+//! Audio: AAC (SoundFormat 10) and MP3 (SoundFormat 2, and 14, "MP3 8 kHz"). An MP3 tag body
+//! is MPEG audio frames after the one-byte header; the frames' own headers say the sample rate
+//! and channels (the tag header's SoundRate cannot say 48 kHz, which ffmpeg writes as 44 kHz).
+//! The engine transcodes MP3 to AAC. Other sound formats (ADPCM, PCM, Nellymoser, G.711,
+//! Speex, Enhanced RTMP FourCCs) are refused by number or name.
+//!
 //! The tag parser first reads the tag header into a codec, then the codec's packet. Enhanced
 //! RTMP (Veovera enhanced-rtmp v1, "Extending VideoTagHeader") adds a video header form where
 //! bit 7 of the first byte (`IsExHeader`) is set: bits 6-4 are the frame type, bits 3-0 the
@@ -31,6 +37,9 @@ pub enum TagError {
 const VIDEO_CODEC_AVC: u8 = 7;
 /// FLV sound format of AAC (E.4.2.2).
 const SOUND_FORMAT_AAC: u8 = 10;
+/// FLV sound formats of MP3, and of "MP3 8 kHz" (E.4.2.2).
+const SOUND_FORMAT_MP3: u8 = 2;
+const SOUND_FORMAT_MP3_8KHZ: u8 = 14;
 /// Sound format 9 announces an Enhanced RTMP audio FourCC header.
 const SOUND_FORMAT_EX_HEADER: u8 = 9;
 /// Video frame type 5: a video info/command frame, no picture.
@@ -85,6 +94,8 @@ pub enum AudioTag {
     AacSequenceHeader(Bytes),
     /// AACPacketType 1: one raw AAC frame.
     AacRaw(Bytes),
+    /// SoundFormat 2 or 14: MPEG audio layer III frames (usually one), headers included.
+    Mp3(Bytes),
 }
 
 fn flv_error(kind: &'static str, reason: String) -> TagError {
@@ -209,9 +220,13 @@ pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, TagError> {
             String::from_utf8_lossy(fourcc)
         )));
     }
+    if matches!(sound_format, SOUND_FORMAT_MP3 | SOUND_FORMAT_MP3_8KHZ) {
+        return Ok(AudioTag::Mp3(body.slice(1..)));
+    }
     if sound_format != SOUND_FORMAT_AAC {
         return Err(TagError::Unsupported(format!(
-            "FLV sound format {sound_format}"
+            "FLV sound format {sound_format} ({})",
+            sound_format_name(sound_format)
         )));
     }
     let Some(&packet_type) = body.get(1) else {
@@ -222,6 +237,21 @@ pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, TagError> {
         0 => Ok(AudioTag::AacSequenceHeader(data)),
         1 => Ok(AudioTag::AacRaw(data)),
         other => Err(flv_error("audio", format!("AACPacketType {other}"))),
+    }
+}
+
+/// The name of an FLV SoundFormat (E.4.2.2), for the error that refuses it.
+fn sound_format_name(format: u8) -> &'static str {
+    match format {
+        0 => "linear PCM, platform endian",
+        1 => "ADPCM",
+        3 => "linear PCM, little endian",
+        4..=6 => "Nellymoser",
+        7 => "G.711 A-law",
+        8 => "G.711 mu-law",
+        11 => "Speex",
+        15 => "device-specific sound",
+        _ => "reserved",
     }
 }
 
@@ -397,9 +427,9 @@ mod tests {
         let opus = Bytes::from_static(&[0x90, b'O', b'p', b'u', b's']);
         let err = parse_audio_tag(&opus).unwrap_err().to_string();
         assert!(err.contains("Opus"), "{err}");
-        let mp3 = Bytes::from_static(&[0x2f, 0]);
-        let err = parse_audio_tag(&mp3).unwrap_err().to_string();
-        assert!(err.contains("unsupported FLV sound format 2"), "{err}");
+        let speex = Bytes::from_static(&[0xb2, 0]);
+        let err = parse_audio_tag(&speex).unwrap_err().to_string();
+        assert!(err.contains("unsupported FLV sound format 11"), "{err}");
         assert!(parse_video_tag(&Bytes::from_static(&[0x17, 1, 0])).is_err());
         assert!(parse_video_tag(&Bytes::new()).is_err());
         assert!(parse_audio_tag(&Bytes::from_static(&[0xaf])).is_err());
@@ -515,6 +545,30 @@ mod tests {
             parse_audio_tag(&raw).unwrap(),
             AudioTag::AacRaw(Bytes::from_static(&[0x21, 0x10]))
         );
+    }
+
+    #[test]
+    fn mp3_tags_parse_and_other_sound_formats_are_refused_by_name() {
+        // ffmpeg -c:a libmp3lame -f flv: 0x2f (MP3, 44 kHz, 16-bit, stereo), then one frame.
+        let body = Bytes::from_static(&[0x2f, 0xff, 0xfb, 0x90, 0x64, 0x00]);
+        assert_eq!(
+            parse_audio_tag(&body).unwrap(),
+            AudioTag::Mp3(Bytes::from_static(&[0xff, 0xfb, 0x90, 0x64, 0x00]))
+        );
+        let low = Bytes::from_static(&[0xe2, 0xff, 0xe3]);
+        assert!(matches!(parse_audio_tag(&low), Ok(AudioTag::Mp3(_))));
+        for (first, name) in [
+            (0x72, "sound format 7 (G.711 A-law)"),
+            (0x82, "sound format 8 (G.711 mu-law)"),
+            (0xb2, "sound format 11 (Speex)"),
+            (0x62, "sound format 6 (Nellymoser)"),
+        ] {
+            let body = Bytes::copy_from_slice(&[first, 0, 0]);
+            let Err(TagError::Unsupported(what)) = parse_audio_tag(&body) else {
+                panic!("{first:02x} taken");
+            };
+            assert!(what.contains(name), "{what}");
+        }
     }
 
     #[test]

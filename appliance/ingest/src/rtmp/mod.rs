@@ -21,7 +21,7 @@ mod tests;
 
 pub use session::RtmpSession;
 
-use media::{AacConfig, AccessUnit, MediaError, TrackConfig};
+use media::{AacConfig, AccessUnit, AudioFormat, MediaError, TrackConfig};
 
 /// Errors that end one RTMP session. Each says what was wrong and where: chunk stream id,
 /// byte offset in the connection (counted from the first handshake byte), message type.
@@ -52,7 +52,7 @@ pub enum RtmpError {
         timestamp: u32,
         reason: String,
     },
-    /// A codec we do not take, e.g. "FLV video codec id 12" or "FLV sound format 2".
+    /// A codec we do not take, e.g. "FLV video codec id 12" or "FLV sound format 11 (Speex)".
     #[error("unsupported {codec} (csid {csid}, offset {offset})")]
     UnsupportedCodec {
         codec: String,
@@ -94,6 +94,10 @@ pub enum RtmpEvent {
     /// [`TrackConfig::Hevc`] or [`TrackConfig::Av1`] from an Enhanced RTMP SequenceStart.
     VideoConfig(TrackConfig),
     AudioConfig(AacConfig),
+    /// The audio track is MP3 (FLV SoundFormat 2 or 14), with the sample rate and channels of
+    /// its frame headers: reported before its first unit and when they change. Its units are
+    /// [`media::Codec::Mp3`] frames, pts on `sample_rate`; the engine transcodes them to AAC.
+    AudioFormat(AudioFormat),
     Media(AccessUnit),
     /// The client stopped publishing (FCUnpublish / deleteStream / closeStream).
     Unpublished,

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use media::mpeg_audio::MpegAudioHeader;
 use media::{
-    AacConfig, AccessUnit, Av1Config, AvcConfig, Codec, HevcConfig, TrackConfig, VIDEO_TIMESCALE,
+    AacConfig, AccessUnit, AudioFormat, Av1Config, AvcConfig, Codec, HevcConfig, TrackConfig,
+    VIDEO_TIMESCALE,
 };
 
 use super::amf0::{self, Amf0Value};
@@ -80,10 +82,14 @@ pub struct RtmpSession {
     publish: PublishState,
     video_config: Option<TrackConfig>,
     audio_config: Option<AacConfig>,
+    /// The MP3 track's format, from its newest frame header (exclusive with `audio_config`).
+    audio_format: Option<AudioFormat>,
     video_time: TimestampUnwrapper,
     audio_time: TimestampUnwrapper,
     aac_clock: AacClock,
 
+    /// MP3 tags whose frames did not parse (dropped).
+    bad_audio_tags: u64,
     /// The client's Window Acknowledgement Size; we acknowledge after that many bytes.
     peer_window: Option<u32>,
     bytes_received: u64,
@@ -144,9 +150,11 @@ impl RtmpSession {
             publish: PublishState::Idle,
             video_config: None,
             audio_config: None,
+            audio_format: None,
             video_time: TimestampUnwrapper::default(),
             audio_time: TimestampUnwrapper::default(),
             aac_clock: AacClock::default(),
+            bad_audio_tags: 0,
             peer_window: None,
             bytes_received: 0,
             acknowledged: 0,
@@ -184,6 +192,11 @@ impl RtmpSession {
         Some(len)
     }
 
+    /// MP3 tags dropped because their frames did not parse (damaged or cut short).
+    pub fn bad_audio_tags(&self) -> u64 {
+        self.bad_audio_tags
+    }
+
     pub fn poll_event(&mut self) -> Option<RtmpEvent> {
         self.events.pop_front()
     }
@@ -210,6 +223,8 @@ impl RtmpSession {
             .extend(self.video_config.clone().map(RtmpEvent::VideoConfig));
         self.events
             .extend(self.audio_config.clone().map(RtmpEvent::AudioConfig));
+        self.events
+            .extend(self.audio_format.map(RtmpEvent::AudioFormat));
         self.publish = PublishState::Publishing { stream_key };
     }
 
@@ -488,6 +503,7 @@ impl RtmpSession {
         self.publish = PublishState::Idle;
         self.video_config = None;
         self.audio_config = None;
+        self.audio_format = None;
         self.aac_clock.reset();
     }
 
@@ -616,9 +632,11 @@ impl RtmpSession {
                             .push_back(RtmpEvent::AudioConfig(config.clone()));
                     }
                     self.audio_config = Some(config);
+                    self.audio_format = None;
                     self.aac_clock.reset();
                 }
             }
+            AudioTag::Mp3(frames) => self.push_mp3(ms, frames),
             AudioTag::AacRaw(frame) => {
                 let Some(config) = &self.audio_config else {
                     return Ok(());
@@ -639,6 +657,53 @@ impl RtmpSession {
             }
         }
         Ok(())
+    }
+
+    /// Reports the MPEG audio frames of one MP3 tag (usually one), each with a pts on its
+    /// sample rate, evened out by the same clock as AAC (frames are a fixed number of samples
+    /// apart; RTMP milliseconds jitter).
+    fn push_mp3(&mut self, ms: i64, frames: Bytes) {
+        let mut pos = 0;
+        let mut samples_before = 0i64;
+        while pos < frames.len() {
+            let rest = frames.get(pos..).unwrap_or_default();
+            let header = match MpegAudioHeader::parse(rest) {
+                Ok(Some(header)) if header.frame_bytes <= rest.len() => header,
+                // A damaged or cut frame: the rest of the tag cannot be framed. It is dropped
+                // and counted rather than ending the session (the decoder would only skip it).
+                _ => {
+                    self.bad_audio_tags += 1;
+                    return;
+                }
+            };
+            let format = AudioFormat::from_mpeg_audio(&header);
+            if self.audio_format != Some(format) {
+                if self.publishing() {
+                    self.events.push_back(RtmpEvent::AudioFormat(format));
+                }
+                self.audio_format = Some(format);
+                self.audio_config = None;
+                self.aac_clock.reset();
+            }
+            let frame = frames.slice(pos..pos + header.frame_bytes);
+            pos += header.frame_bytes;
+            // The tag's time belongs to its first frame; the ones after it follow by their
+            // sample counts.
+            let frame_ms = ms + media::rescale(samples_before, header.sample_rate, 1000);
+            samples_before += i64::from(header.samples);
+            let pts = self
+                .aac_clock
+                .pts(frame_ms, header.sample_rate, header.samples);
+            if self.publishing() {
+                self.events.push_back(RtmpEvent::Media(AccessUnit {
+                    codec: format.codec,
+                    pts,
+                    dts: pts,
+                    keyframe: true,
+                    payload: frame,
+                }));
+            }
+        }
     }
 
     /// Acknowledgement (§5.4.3) each time another window of bytes has arrived.

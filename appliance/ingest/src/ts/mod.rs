@@ -6,10 +6,11 @@
 //!
 //! Layers, bottom up: [`packet`] (sync, header, adaptation field, §2.4.3), [`psi`] (sections,
 //! PAT and PMT, §2.4.4), [`pes`] (PES reassembly, PTS/DTS, §2.4.3.6), then the elementary
-//! streams: [`h264`] (stream_type 0x1b and 0x24, Annex B of ITU-T H.264 and H.265) and
-//! [`adts`] (stream_type
-//! 0x0f, ISO/IEC 13818-7 ADTS). SCTE-35 (stream_type 0x86, SCTE 35 §8) sections are handed on
-//! whole for the packager.
+//! streams: [`h264`] (stream_type 0x1b and 0x24, Annex B of ITU-T H.264 and H.265),
+//! [`adts`] (stream_type 0x0f, ISO/IEC 13818-7 ADTS) and [`audio_frames`] (audio that is not
+//! AAC, for the engine to transcode: MPEG-1/2 audio, stream_type 0x03 / 0x04, and AC-3,
+//! stream_type 0x81 or 0x06 with an AC-3 descriptor). SCTE-35 (stream_type 0x86, SCTE 35 §8)
+//! sections are handed on whole for the packager.
 //!
 //! What it does with broken input: nothing panics and nothing is fatal. Lost sync (a byte that
 //! is not 0x47 where a packet should start) skips to the next 0x47 that is followed by another
@@ -19,11 +20,13 @@
 //! Each of these is counted in [`TsCounters`].
 //!
 //! Not done: several programs (the first program of the PAT is taken), more than one video
-//! and one audio stream (the first of each in the PMT), other codecs (reported as
+//! and one audio stream (the first of each in the PMT), other codecs (E-AC-3, LATM, ...
+//! reported as
 //! [`TsEvent::Unsupported`]), PCR (no clock recovery: timing comes from PTS/DTS), scrambled
 //! packets (counted, dropped), 192- and 204-byte packets. See docs/protocols.md.
 
 pub mod adts;
+pub mod audio_frames;
 pub mod h264;
 pub mod packet;
 pub mod pes;
@@ -35,9 +38,10 @@ mod tests;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use media::{AacConfig, AccessUnit, AvcConfig, HevcConfig};
+use media::{AacConfig, AccessUnit, AudioFormat, AvcConfig, HevcConfig};
 
 use adts::AdtsAssembler;
+use audio_frames::{AudioFrameAssembler, FrameSyntax};
 use h264::{AvcAssembler, VideoCodec};
 use packet::{PACKET_SIZE, SYNC_BYTE, parse_packet};
 use pes::{PesAssembler, PesHeader, PesProgress, TimestampUnwrapper, parse_pes_header};
@@ -148,7 +152,7 @@ pub struct ProgramInfo {
     pub streams: Vec<ElementaryStream>,
     /// The H.264 stream whose access units are reported, if any.
     pub video_pid: Option<u16>,
-    /// The AAC stream whose access units are reported, if any.
+    /// The audio stream whose access units are reported, if any: AAC, MPEG audio or AC-3.
     pub audio_pid: Option<u16>,
 }
 
@@ -167,6 +171,14 @@ pub enum TsEvent {
     HevcConfig(HevcConfig),
     /// The audio track's parameters (first, and each time they change).
     AudioConfig(AacConfig),
+    /// The same for an audio track that is not AAC (MPEG audio or AC-3), from its frame
+    /// headers; its units are [`Codec::Mp2`], [`Codec::Mp3`] or [`Codec::Ac3`] frames. The
+    /// engine transcodes them to AAC.
+    ///
+    /// [`Codec::Mp2`]: media::Codec::Mp2
+    /// [`Codec::Mp3`]: media::Codec::Mp3
+    /// [`Codec::Ac3`]: media::Codec::Ac3
+    AudioFormat(AudioFormat),
     /// One access unit: video pts/dts on 90 kHz, audio on its sample rate, both unwrapped
     /// from 33 bits onto one continuous timeline. Only after its track's config.
     Media(AccessUnit),
@@ -196,6 +208,7 @@ enum PidRole {
     Scte35(SectionAssembler),
     Video(PesAssembler, Box<AvcAssembler>),
     Audio(PesAssembler, AdtsAssembler),
+    FramedAudio(PesAssembler, AudioFrameAssembler),
 }
 
 #[derive(Debug)]
@@ -222,6 +235,10 @@ impl PidState {
             PidRole::Audio(pes, adts) => {
                 pes.reset();
                 adts.reset_partial();
+            }
+            PidRole::FramedAudio(pes, frames) => {
+                pes.reset();
+                frames.reset_partial();
             }
         }
     }
@@ -390,6 +407,25 @@ impl TsDemuxer {
                     }
                     adts.reset_partial();
                 }
+                PidRole::FramedAudio(pes, frames) => {
+                    if pes.in_progress() {
+                        complete_pes(
+                            pes,
+                            &mut self.clock,
+                            &mut self.last_pts,
+                            &mut self.counters,
+                            |time, data, counters| {
+                                frames.push_pes(
+                                    time.map(|(pts, _)| pts),
+                                    data,
+                                    &mut self.events,
+                                    counters,
+                                )
+                            },
+                        );
+                    }
+                    frames.reset_partial();
+                }
                 PidRole::Pat(s) | PidRole::Pmt(s) | PidRole::Scte35(s) => s.reset(),
             }
             state.last_counter = None;
@@ -472,6 +508,17 @@ impl TsDemuxer {
                 &mut self.counters,
                 |time, data, counters| {
                     adts.push_pes(time.map(|(pts, _)| pts), data, &mut self.events, counters)
+                },
+            ),
+            PidRole::FramedAudio(pes, frames) => feed_pes(
+                pes,
+                pusi,
+                payload,
+                &mut self.clock,
+                &mut self.last_pts,
+                &mut self.counters,
+                |time, data, counters| {
+                    frames.push_pes(time.map(|(pts, _)| pts), data, &mut self.events, counters)
                 },
             ),
         }
@@ -578,7 +625,14 @@ impl TsDemuxer {
                 stream_type: stream.stream_type,
                 reason,
             };
-            match stream.stream_type {
+            // Private PES with an AC-3 descriptor is AC-3 (the DVB form, ffmpeg's system_b);
+            // MPEG-1 and MPEG-2 audio share one framing, so one role.
+            let kind = match stream.stream_type {
+                stream_type::PRIVATE_PES if stream.ac3_descriptor => stream_type::AC3,
+                stream_type::MPEG2_AUDIO => stream_type::MPEG1_AUDIO,
+                other => other,
+            };
+            match kind {
                 _ if reserved => self
                     .events
                     .push_back(unsupported("PID already in use in this program")),
@@ -586,15 +640,23 @@ impl TsDemuxer {
                     info.video_pid = Some(stream.pid);
                     roles.push((stream.pid, stream.stream_type));
                 }
-                stream_type::AAC_ADTS if info.audio_pid.is_none() => {
+                stream_type::AAC_ADTS
+                | stream_type::MPEG1_AUDIO
+                | stream_type::MPEG2_AUDIO
+                | stream_type::AC3
+                    if info.audio_pid.is_none() =>
+                {
                     info.audio_pid = Some(stream.pid);
-                    roles.push((stream.pid, stream.stream_type));
+                    roles.push((stream.pid, kind));
                 }
-                stream_type::H264 | stream_type::HEVC | stream_type::AAC_ADTS => {
-                    self.events.push_back(unsupported(
-                        "a second stream of its kind (only the first is read)",
-                    ))
-                }
+                stream_type::H264
+                | stream_type::HEVC
+                | stream_type::AAC_ADTS
+                | stream_type::MPEG1_AUDIO
+                | stream_type::MPEG2_AUDIO
+                | stream_type::AC3 => self.events.push_back(unsupported(
+                    "a second stream of its kind (only the first is read)",
+                )),
                 stream_type::SCTE35 => roles.push((stream.pid, stream.stream_type)),
                 _ => self.events.push_back(unsupported("codec not supported")),
             }
@@ -629,6 +691,14 @@ impl TsDemuxer {
                 stream_type::AAC_ADTS => {
                     PidRole::Audio(PesAssembler::default(), AdtsAssembler::default())
                 }
+                stream_type::MPEG1_AUDIO | stream_type::MPEG2_AUDIO => PidRole::FramedAudio(
+                    PesAssembler::default(),
+                    AudioFrameAssembler::new(FrameSyntax::MpegAudio),
+                ),
+                stream_type::AC3 => PidRole::FramedAudio(
+                    PesAssembler::default(),
+                    AudioFrameAssembler::new(FrameSyntax::Ac3),
+                ),
                 _ => PidRole::Scte35(SectionAssembler::default()),
             };
             self.pids.insert(pid, PidState::new(role));
@@ -664,6 +734,11 @@ fn role_stream_type(role: &PidRole) -> Option<u8> {
             VideoCodec::Hevc => stream_type::HEVC,
         }),
         PidRole::Audio(..) => Some(stream_type::AAC_ADTS),
+        // 0x04 is taken as 0x03 and 0x06 + AC-3 descriptor as 0x81 (see handle_pmt).
+        PidRole::FramedAudio(_, frames) => Some(match frames.syntax() {
+            FrameSyntax::MpegAudio => stream_type::MPEG1_AUDIO,
+            FrameSyntax::Ac3 => stream_type::AC3,
+        }),
         PidRole::Scte35(_) => Some(stream_type::SCTE35),
         PidRole::Pat(_) | PidRole::Pmt(_) => None,
     }

@@ -162,6 +162,30 @@ pub fn pat_programs(body: &[u8]) -> Vec<(u16, u16)> {
 pub struct PmtStream {
     pub stream_type: u8,
     pub pid: u16,
+    /// An ES descriptor marks the stream as AC-3: DVB's AC-3_descriptor (tag 0x6a, ETSI EN
+    /// 300 468 Annex D) or a registration descriptor (tag 0x05, §2.6.8) with format_identifier
+    /// "AC-3" (ATSC A/52 Annex A). Private PES (stream_type 0x06) is AC-3 only with one.
+    pub ac3_descriptor: bool,
+}
+
+/// Descriptor tags read in ES_info.
+const REGISTRATION_DESCRIPTOR: u8 = 0x05;
+const DVB_AC3_DESCRIPTOR: u8 = 0x6a;
+
+/// Whether a descriptor loop holds an AC-3 descriptor (see [`PmtStream::ac3_descriptor`]).
+fn has_ac3_descriptor(mut descriptors: &[u8]) -> bool {
+    while let [tag, length, rest @ ..] = descriptors {
+        let Some(body) = rest.get(..usize::from(*length)) else {
+            return false;
+        };
+        if *tag == DVB_AC3_DESCRIPTOR
+            || (*tag == REGISTRATION_DESCRIPTOR && body.starts_with(b"AC-3"))
+        {
+            return true;
+        }
+        descriptors = &rest[usize::from(*length)..];
+    }
+    false
 }
 
 /// The elementary streams of a PMT body (after the 8-byte header, before the CRC).
@@ -179,12 +203,16 @@ pub fn pmt_streams(body: &[u8]) -> Result<Vec<PmtStream>, String> {
             return Err(format!("{} stray bytes in the stream loop", entries.len()));
         };
         let es_info_length = (usize::from(es_hi & 0x0f) << 8) | usize::from(*es_lo);
-        entries = tail
-            .get(es_info_length..)
-            .ok_or_else(|| format!("ES_info_length {es_info_length} past the section"))?;
+        let (Some(descriptors), Some(next)) =
+            (tail.get(..es_info_length), tail.get(es_info_length..))
+        else {
+            return Err(format!("ES_info_length {es_info_length} past the section"));
+        };
+        entries = next;
         streams.push(PmtStream {
             stream_type: *stream_type,
             pid: (u16::from(pid_hi & 0x1f) << 8) | u16::from(*pid_lo),
+            ac3_descriptor: has_ac3_descriptor(descriptors),
         });
     }
     Ok(streams)
@@ -225,17 +253,41 @@ mod tests {
             vec![
                 PmtStream {
                     stream_type: 0x1b,
-                    pid: 0x100
+                    pid: 0x100,
+                    ac3_descriptor: false,
                 },
                 PmtStream {
                     stream_type: 0x0f,
-                    pid: 0x101
+                    pid: 0x101,
+                    ac3_descriptor: false,
                 }
             ]
         );
         assert!(pmt_streams(&body[..body.len() - 1]).is_err());
         assert!(pmt_streams(&body[..12]).is_err());
         assert!(pmt_streams(&[0xe1, 0x00, 0xf0, 0x09]).is_err());
+    }
+
+    #[test]
+    fn ac3_descriptors_mark_private_pes_as_ac3() {
+        // ffmpeg -mpegts_flags system_b: private PES on 0x101 with a 3-byte DVB AC-3
+        // descriptor after an ISO 639 language descriptor; then ATSC's registration form on
+        // 0x102, and a registration of something else on 0x103.
+        let body = [
+            0xe1, 0x00, 0xf0, 0x00, //
+            0x06, 0xe1, 0x01, 0xf0, 0x0b, 0x0a, 0x04, b'e', b'n', b'g', 0, 0x6a, 0x01, 0x00, 0x00,
+            0x00, //
+            0x06, 0xe1, 0x02, 0xf0, 0x06, 0x05, 0x04, b'A', b'C', b'-', b'3', //
+            0x06, 0xe1, 0x03, 0xf0, 0x06, 0x05, 0x04, b'O', b'p', b'u', b's',
+        ];
+        let marked: Vec<(u16, bool)> = pmt_streams(&body)
+            .unwrap()
+            .iter()
+            .map(|s| (s.pid, s.ac3_descriptor))
+            .collect();
+        assert_eq!(marked, [(0x101, true), (0x102, true), (0x103, false)]);
+        // A descriptor whose length runs past its loop is no match, and no panic.
+        assert!(!has_ac3_descriptor(&[0x0a, 0x09, 0x6a]));
     }
 
     #[test]

@@ -519,3 +519,83 @@ fn hevc_only_stream_gives_its_config_and_units() {
     assert_eq!(video[4].pts, 4 * 3600);
     assert_eq!(stream_type_name(0x24), "HEVC");
 }
+
+/// An ffmpeg mp2 frame header (48 kHz stereo 192 kbit/s: 576 bytes, 1152 samples), filled.
+fn mp2_frame(fill: u8) -> Vec<u8> {
+    let mut frame = vec![0xff, 0xfd, 0xa4, 0x04];
+    frame.resize(576, fill);
+    frame
+}
+
+#[test]
+fn mpeg_audio_and_ac3_streams_come_out_as_framed_units_of_their_codec() {
+    // MPEG-2 audio (0x04) is the program's audio; a second audio stream (AC-3, 0x81) is
+    // reported unsupported, as a second AAC would be.
+    let mut w = Writer::default();
+    w.pat();
+    w.pmt(0, &[(0x04, AUDIO_PID), (0x81, 0x200)]);
+    // Two frames per PES at 100 ms steps of two frames (2 x 1152 samples = 48 ms: PTS
+    // from the PES, the second frame counted on).
+    for pes in 0..3u64 {
+        let mut es = mp2_frame(pes as u8 * 2);
+        es.extend(mp2_frame(pes as u8 * 2 + 1));
+        w.pes(AUDIO_PID, 0xc0, Some(9000 + pes * 4320), None, &es);
+    }
+    let (events, counters) = demux_all(&w.out);
+    let Some(TsEvent::Program(program)) = events.iter().find(|e| matches!(e, TsEvent::Program(_)))
+    else {
+        panic!("no program");
+    };
+    assert_eq!(program.audio_pid, Some(AUDIO_PID));
+    assert!(events.contains(&TsEvent::Unsupported {
+        pid: 0x200,
+        stream_type: 0x81,
+        reason: "a second stream of its kind (only the first is read)",
+    }));
+    assert!(events.contains(&TsEvent::AudioFormat(media::AudioFormat {
+        codec: Codec::Mp2,
+        sample_rate: 48_000,
+        channels: 2,
+    })));
+    let audio = units(&events, Codec::Mp2);
+    let pts: Vec<i64> = audio.iter().map(|u| u.pts).collect();
+    assert_eq!(pts, (0..6).map(|i| 4800 + i * 1152).collect::<Vec<_>>());
+    assert!(
+        audio
+            .iter()
+            .enumerate()
+            .all(|(i, u)| u.payload[..] == mp2_frame(i as u8)[..])
+    );
+    assert_eq!(counters.audio_units, 6);
+    assert_eq!(counters.errors(), 0);
+
+    // AC-3 as DVB carries it: private PES (0x06) with an AC-3 descriptor (0x6a).
+    let mut w = Writer::default();
+    w.pat();
+    let mut pmt = vec![0x02, 0, 0, 0, 1, 0xc1, 0, 0, 0xe1, 0x01, 0xf0, 0];
+    pmt.extend([0x06, 0xe1, 0x01, 0xf0, 0x03, 0x6a, 0x01, 0x00]);
+    let length = pmt.len() - 3 + 4;
+    pmt[2] = length as u8;
+    pmt[1] = 0xb0;
+    w.section(PMT_PID, &pmt);
+    let mut frame = vec![0x0b, 0x77, 0xfe, 0x95, 0x14, 0x40, 0x43];
+    frame.resize(768, 0x5a);
+    w.pes(
+        AUDIO_PID,
+        0xbd,
+        Some(90_000),
+        None,
+        &[&frame[..], &frame[..]].concat(),
+    );
+    let (events, _) = demux_all(&w.out);
+    let audio = units(&events, Codec::Ac3);
+    assert_eq!(
+        audio.iter().map(|u| u.pts).collect::<Vec<_>>(),
+        [48_000, 48_000 + 1536]
+    );
+    assert!(
+        events.iter().any(
+            |e| matches!(e, TsEvent::AudioFormat(f) if f.codec == Codec::Ac3 && f.channels == 2)
+        )
+    );
+}

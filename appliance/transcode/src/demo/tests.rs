@@ -206,7 +206,7 @@ fn configs_that_cannot_cut_exact_segments_are_refused() {
     };
     assert!(matches!(
         DemoSource::new(uneven),
-        Err(DemoError::Config {
+        Err(TranscodeError::DemoConfig {
             setting: "keyframe_interval",
             ..
         })
@@ -217,7 +217,7 @@ fn configs_that_cannot_cut_exact_segments_are_refused() {
     };
     assert!(matches!(
         DemoSource::new(odd),
-        Err(DemoError::Config {
+        Err(TranscodeError::DemoConfig {
             setting: "size",
             ..
         })

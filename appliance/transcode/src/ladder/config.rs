@@ -6,10 +6,10 @@ use libav::ScaleFilter;
 use nvenc::NvencPreset;
 use x264::{X264Preset, X264Profile};
 
-use super::LadderError;
+use crate::TranscodeError;
 
-/// One rendition of the ladder: H.264 (x264, NVENC) or AV1 (rav1e, SVT-AV1) by its
-/// [`RungEncoder`].
+/// One rendition of the ladder: H.264 (x264, NVENC), HEVC (x265, NVENC) or AV1 (rav1e,
+/// SVT-AV1) by its [`RungEncoder`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RungConfig {
     /// Names the rendition in paths and logs (`720p`).
@@ -33,14 +33,20 @@ pub struct RungConfig {
     pub fallback: GpuFallback,
 }
 
-/// The encoder a rung asks for (`encoder = "x264" | "nvenc" | "rav1e" | "svt-av1"`), which
-/// also fixes the rung's codec ([`RungEncoder::codec`]). The AV1 encoders carry their speed
-/// setting (the rung's `av1_preset` key).
+/// The encoder a rung asks for (`encoder = "x264" | "x265" | "nvenc" | "rav1e" | "svt-av1"`),
+/// which also fixes the rung's codec ([`RungEncoder::codec`]). The AV1 encoders carry their
+/// speed setting (the rung's `av1_preset` key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RungEncoder {
     X264,
-    /// NVIDIA NVENC through libavcodec's `h264_nvenc` (drivers/nvenc), on GPU 0.
-    Nvenc,
+    /// HEVC with x265 through libavcodec's `libx265` (drivers/libav).
+    X265,
+    /// NVIDIA NVENC through libavcodec (drivers/nvenc), on GPU 0: `h264_nvenc` or `hevc_nvenc`
+    /// by `codec`. AV1 is never available with Debian's FFmpeg 5.1 (no `av1_nvenc`), so such a
+    /// rung always takes its fallback.
+    Nvenc {
+        codec: RungCodec,
+    },
     /// AV1 with rav1e (drivers/rav1e): `speed` 0 (slowest) ..= 10 (fastest).
     Rav1e {
         speed: u8,
@@ -51,10 +57,11 @@ pub enum RungEncoder {
     },
 }
 
-/// The codec of a rung's output (`codec = "h264" | "av1"`).
+/// The codec of a rung's output (`codec = "h264" | "hevc" | "av1"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RungCodec {
     H264,
+    Hevc,
     Av1,
 }
 
@@ -62,21 +69,24 @@ impl RungCodec {
     pub fn name(self) -> &'static str {
         match self {
             RungCodec::H264 => "h264",
+            RungCodec::Hevc => "hevc",
             RungCodec::Av1 => "av1",
         }
     }
 
     pub fn from_name(name: &str) -> Option<RungCodec> {
-        [RungCodec::H264, RungCodec::Av1]
+        [RungCodec::H264, RungCodec::Hevc, RungCodec::Av1]
             .into_iter()
             .find(|c| c.name() == name)
     }
 
-    /// The encoder a rung of this codec gets when it names none: x264 for H.264, and for AV1
-    /// the encoder that was faster at equal quality in docs/transcode.md ("AV1 encoders").
+    /// The encoder a rung of this codec gets when it names none, and what an NVENC rung of it
+    /// falls back to: x264 for H.264, x265 for HEVC, and for AV1 the encoder that was faster at
+    /// equal quality in docs/transcode.md ("AV1 encoders").
     pub fn default_encoder(self) -> RungEncoder {
         match self {
             RungCodec::H264 => RungEncoder::X264,
+            RungCodec::Hevc => RungEncoder::X265,
             RungCodec::Av1 => DEFAULT_AV1_ENCODER,
         }
     }
@@ -92,21 +102,26 @@ pub const DEFAULT_RAV1E_SPEED: u8 = 10;
 pub const DEFAULT_SVT_AV1_PRESET: u8 = 12;
 
 impl RungEncoder {
-    /// The config-file name (`x264`, `nvenc`, `rav1e`, `svt-av1`).
+    /// The config-file name (`x264`, `x265`, `nvenc`, `rav1e`, `svt-av1`).
     pub fn name(self) -> &'static str {
         match self {
             RungEncoder::X264 => "x264",
-            RungEncoder::Nvenc => "nvenc",
+            RungEncoder::X265 => "x265",
+            RungEncoder::Nvenc { .. } => "nvenc",
             RungEncoder::Rav1e { .. } => "rav1e",
             RungEncoder::SvtAv1 { .. } => "svt-av1",
         }
     }
 
-    /// The encoder named `name`, AV1 encoders at their default speed.
+    /// The encoder named `name`, AV1 encoders at their default speed, `nvenc` for H.264 (see
+    /// [`Self::for_codec`]).
     pub fn from_name(name: &str) -> Option<RungEncoder> {
         [
             RungEncoder::X264,
-            RungEncoder::Nvenc,
+            RungEncoder::X265,
+            RungEncoder::Nvenc {
+                codec: RungCodec::H264,
+            },
             RungEncoder::Rav1e {
                 speed: DEFAULT_RAV1E_SPEED,
             },
@@ -118,11 +133,29 @@ impl RungEncoder {
         .find(|e| e.name() == name)
     }
 
+    /// The encoder named `name` for a rung of `codec` (`codec` and `encoder` keys): `nvenc`
+    /// encodes any codec (HEVC with `hevc_nvenc`; AV1 always falls back), the others only their
+    /// own, so `None` means the two keys disagree or the name is unknown.
+    pub fn for_codec(codec: RungCodec, name: &str) -> Option<RungEncoder> {
+        match RungEncoder::from_name(name)? {
+            RungEncoder::Nvenc { .. } => Some(RungEncoder::Nvenc { codec }),
+            other if other.codec() == codec => Some(other),
+            _ => None,
+        }
+    }
+
     pub fn codec(self) -> RungCodec {
         match self {
-            RungEncoder::X264 | RungEncoder::Nvenc => RungCodec::H264,
+            RungEncoder::X264 => RungCodec::H264,
+            RungEncoder::X265 => RungCodec::Hevc,
+            RungEncoder::Nvenc { codec } => codec,
             RungEncoder::Rav1e { .. } | RungEncoder::SvtAv1 { .. } => RungCodec::Av1,
         }
+    }
+
+    /// Whether the rung asks for the GPU (and so has a `fallback` rule).
+    pub fn is_gpu(self) -> bool {
+        matches!(self, RungEncoder::Nvenc { .. })
     }
 
     /// This AV1 encoder with its speed setting replaced (`av1_preset`); `None` when `preset`
@@ -143,10 +176,43 @@ impl RungEncoder {
 /// What a rung that asks for NVENC does where NVENC is unavailable (`fallback = "cpu" | "fail"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GpuFallback {
-    /// Encode the rung with x264 and the same size, rates and profile; warn once per reason.
+    /// Encode the rung on the CPU with the codec's [`RungCodec::default_encoder`] (x264, x265,
+    /// SVT-AV1) and the same size, rates and profile; warn once per reason.
     Cpu,
-    /// Refuse to build the stream's ladder ([`LadderError::GpuUnavailable`]).
+    /// Refuse to build the stream's ladder ([`TranscodeError::GpuUnavailable`]).
     Fail,
+}
+
+/// Where the ladder decodes its source (`[transcode] decoder = "auto" | "cpu" | "nvdec"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecoderChoice {
+    /// For a ladder with an NVENC rung: NVDEC where it can be set up, else libavcodec on the
+    /// CPU (the reason logged once). A ladder of CPU encoders decodes on the CPU.
+    Auto,
+    Cpu,
+    /// NVDEC or no ladder ([`TranscodeError::GpuDecoderUnavailable`]), like an NVENC rung with
+    /// `fallback = "fail"`.
+    Nvdec,
+}
+
+impl DecoderChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            DecoderChoice::Auto => "auto",
+            DecoderChoice::Cpu => "cpu",
+            DecoderChoice::Nvdec => "nvdec",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<DecoderChoice> {
+        [
+            DecoderChoice::Auto,
+            DecoderChoice::Cpu,
+            DecoderChoice::Nvdec,
+        ]
+        .into_iter()
+        .find(|d| d.name() == name)
+    }
 }
 
 impl GpuFallback {
@@ -192,6 +258,8 @@ pub struct LadderConfig {
     pub segment_target: Duration,
     /// libavcodec frame threads for the one decoder.
     pub decoder_threads: u32,
+    /// Where the source is decoded.
+    pub decoder: DecoderChoice,
     /// x264 threads per rung.
     pub encoder_threads: u32,
     /// x264 `tune=zerolatency` (no B-frames, no lookahead): one unit out per picture in.
@@ -215,6 +283,7 @@ impl Default for LadderConfig {
             ],
             segment_target: Duration::from_secs(2),
             decoder_threads: 1,
+            decoder: DecoderChoice::Auto,
             encoder_threads: 1,
             zerolatency: true,
             scale_filter: ScaleFilter::Bicubic,
@@ -225,9 +294,10 @@ impl Default for LadderConfig {
 }
 
 impl LadderConfig {
-    pub(super) fn check(&self) -> Result<(), LadderError> {
-        let invalid =
-            |setting: &'static str, reason: String| Err(LadderError::Config { setting, reason });
+    pub(super) fn check(&self) -> Result<(), TranscodeError> {
+        let invalid = |setting: &'static str, reason: String| {
+            Err(TranscodeError::LadderConfig { setting, reason })
+        };
         for rung in &self.rungs {
             if rung.height < 2 || !rung.height.is_multiple_of(2) {
                 return invalid(
@@ -235,7 +305,15 @@ impl LadderConfig {
                     format!("rung {}: {} is not even", rung.name, rung.height),
                 );
             }
-            if matches!(rung.encoder, RungEncoder::SvtAv1 { .. }) && rung.height < 64 {
+            // An AV1 NVENC rung always falls back to SVT-AV1 (no av1_nvenc in FFmpeg 5.1).
+            let svt_av1 = matches!(
+                rung.encoder,
+                RungEncoder::SvtAv1 { .. }
+                    | RungEncoder::Nvenc {
+                        codec: RungCodec::Av1
+                    }
+            );
+            if svt_av1 && rung.height < 64 {
                 return invalid(
                     "height",
                     format!(
@@ -307,17 +385,47 @@ mod tests {
     fn encoder_names_round_trip_and_fix_the_codec() {
         for encoder in [
             RungEncoder::X264,
-            RungEncoder::Nvenc,
+            RungEncoder::X265,
+            RungEncoder::Nvenc {
+                codec: RungCodec::H264,
+            },
             RungEncoder::Rav1e { speed: 10 },
             RungEncoder::SvtAv1 { preset: 12 },
         ] {
             assert_eq!(RungEncoder::from_name(encoder.name()), Some(encoder));
+            assert_eq!(
+                RungEncoder::for_codec(encoder.codec(), encoder.name()),
+                Some(encoder)
+            );
         }
+        assert_eq!(
+            RungEncoder::for_codec(RungCodec::Hevc, "nvenc"),
+            Some(RungEncoder::Nvenc {
+                codec: RungCodec::Hevc
+            })
+        );
+        assert_eq!(RungEncoder::for_codec(RungCodec::Hevc, "x264"), None);
+        assert_eq!(
+            RungCodec::Hevc.default_encoder().codec(),
+            RungCodec::Hevc,
+            "an HEVC NVENC rung falls back to an HEVC encoder"
+        );
+        for choice in [
+            DecoderChoice::Auto,
+            DecoderChoice::Cpu,
+            DecoderChoice::Nvdec,
+        ] {
+            assert_eq!(DecoderChoice::from_name(choice.name()), Some(choice));
+        }
+        assert_eq!(LadderConfig::default().decoder, DecoderChoice::Auto);
         assert_eq!(
             RungEncoder::from_name("svt-av1").map(RungEncoder::codec),
             Some(RungCodec::Av1)
         );
-        assert_eq!(RungEncoder::Nvenc.codec(), RungCodec::H264);
+        assert_eq!(
+            RungEncoder::from_name("nvenc").map(RungEncoder::codec),
+            Some(RungCodec::H264)
+        );
         assert_eq!(RungCodec::Av1.default_encoder().codec(), RungCodec::Av1);
         assert_eq!(RungCodec::from_name("av1"), Some(RungCodec::Av1));
         assert_eq!(
@@ -339,7 +447,7 @@ mod tests {
         odd.rungs[0].height = 1081;
         assert!(matches!(
             odd.check(),
-            Err(LadderError::Config {
+            Err(TranscodeError::LadderConfig {
                 setting: "height",
                 ..
             })
@@ -348,7 +456,7 @@ mod tests {
         peak.rungs[1].maxrate_kbps = 100;
         assert!(matches!(
             peak.check(),
-            Err(LadderError::Config {
+            Err(TranscodeError::LadderConfig {
                 setting: "maxrate_kbps",
                 ..
             })
@@ -358,7 +466,7 @@ mod tests {
         tiny_svt.rungs[3].encoder = RungEncoder::SvtAv1 { preset: 12 };
         assert!(matches!(
             tiny_svt.check(),
-            Err(LadderError::Config {
+            Err(TranscodeError::LadderConfig {
                 setting: "height",
                 ..
             })

@@ -539,6 +539,70 @@ fn media_becomes_access_units_with_bframe_times_and_even_aac() {
     assert_eq!(audio[3].payload[..], [0x21, 0x10, 64]);
 }
 
+/// An MPEG-1 layer III frame of libmp3lame at 44.1 kHz joint stereo 128 kbit/s (417 bytes,
+/// no padding): its real header, then a body of zeros.
+fn mp3_frame() -> Vec<u8> {
+    let mut frame = vec![0xff, 0xfb, 0x90, 0x64];
+    frame.resize(417, 0);
+    frame
+}
+
+#[test]
+fn mp3_tags_become_framed_units_with_an_audio_format_and_even_pts() {
+    let mut pair = Pair::new();
+    pair.publish("mp3");
+    // A first tag before the accept: its format is reported at the accept, its frame dropped.
+    let mut body = vec![0x2f];
+    body.extend(mp3_frame());
+    let early = pair.client.audio(0, &body);
+    pair.feed(&early).unwrap();
+    pair.server.accept_publish();
+    pair.drain();
+    let format = media::AudioFormat {
+        codec: Codec::Mp3,
+        sample_rate: 44_100,
+        channels: 2,
+    };
+    assert!(
+        pair.events.contains(&RtmpEvent::AudioFormat(format)),
+        "{:?}",
+        pair.events
+    );
+    pair.events.clear();
+    // 1152 samples at 44.1 kHz = 26.12 ms: ffmpeg sends 26, 52, 78 ms; one tag holds two
+    // frames; one tag is damaged (a header with bitrate_index 15) and is dropped.
+    let mut bytes = Vec::new();
+    bytes.extend(pair.client.audio(26, &body));
+    let mut double = body.clone();
+    double.extend(mp3_frame());
+    bytes.extend(pair.client.audio(52, &double));
+    let mut damaged = body.clone();
+    damaged[3] = 0xf0;
+    bytes.extend(pair.client.audio(104, &damaged));
+    bytes.extend(pair.client.audio(131, &body));
+    pair.feed(&bytes).unwrap();
+    assert!(
+        !pair
+            .events
+            .iter()
+            .any(|e| matches!(e, RtmpEvent::AudioFormat(_))),
+        "an unchanged format was reported again"
+    );
+    let units = media(&pair.events, Codec::Mp3);
+    let pts: Vec<i64> = units.iter().map(|u| u.pts).collect();
+    // The dropped frame's gap (one frame) is within the clock's tolerance: counting goes on.
+    assert_eq!(pts, [1152, 2304, 3456, 4608]);
+    assert!(units.iter().all(|u| u.payload[..] == mp3_frame()[..]));
+    assert_eq!(pair.server.bad_audio_tags(), 1);
+    // An AAC sequence header afterwards replaces the MP3 track.
+    let header = pair.client.audio(150, &aac_body(0, &AAC_48K_STEREO_ASC));
+    pair.feed(&header).unwrap();
+    assert!(matches!(
+        pair.events.last(),
+        Some(RtmpEvent::AudioConfig(_))
+    ));
+}
+
 #[test]
 fn media_before_accept_is_dropped_and_configs_follow_the_accept() {
     let mut pair = Pair::new();
