@@ -6,9 +6,12 @@
 //! gives requests per server CPU-second and each way's ratio to the copy:
 //!
 //! - `send`: `IORING_OP_SENDMSG` of head and body on a direct descriptor (a copy of the body).
-//! - `sendfile`: the body lives in a memfd (shmem pages); `send(head, MSG_MORE)` then
-//!   `sendfile(2)` on a regular socket fd, as nginx does with its files. Sockets block, which
-//!   on loopback with 256 connections never happens (the receiver drains at once).
+//! - `sendfile`: the body is a file in the temporary directory (the page cache of its file
+//!   system); `send(head, MSG_MORE)` then `sendfile(2)` on a regular socket fd, as nginx does
+//!   with its files. Sockets block, which on loopback with 256 connections never happens (the
+//!   receiver drains at once).
+//! - `sendfile-memfd`: the same from a memfd (shmem pages): what a segment store kept in memfds
+//!   would do.
 //! - `splice`: the body lives in a memfd; linked `SEND(head, MSG_MORE)` → `SPLICE(memfd →
 //!   pipe)` → `SPLICE(pipe → socket)` on a direct descriptor, one pipe per connection (a real
 //!   server would need a pool: pipes are file descriptors). io_uring runs every splice in an
@@ -33,22 +36,26 @@ use crate::procstat::{clock_ticks_per_second, sample_process};
 
 /// How a server puts the body into the socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum BodyPath {
     Send,
     Sendfile,
+    SendfileMemfd,
     Splice,
 }
 
 impl BodyPath {
-    pub const ALL: [BodyPath; 3] = [BodyPath::Send, BodyPath::Sendfile, BodyPath::Splice];
-
     pub fn name(self) -> &'static str {
         match self {
             BodyPath::Send => "send",
             BodyPath::Sendfile => "sendfile",
+            BodyPath::SendfileMemfd => "sendfile-memfd",
             BodyPath::Splice => "splice",
         }
+    }
+
+    fn uses_sendfile(self) -> bool {
+        matches!(self, BodyPath::Sendfile | BodyPath::SendfileMemfd)
     }
 }
 
@@ -124,6 +131,20 @@ fn body_memfd(body: &[u8]) -> Result<OwnedFd, BenchError> {
     Ok(fd)
 }
 
+/// A file in the temporary directory holding `body`, read back through the page cache; the
+/// file is unlinked at once (the open descriptor keeps it).
+fn body_file(body: &[u8], port: u16) -> Result<OwnedFd, BenchError> {
+    let path = std::env::temp_dir().join(format!("corecast-body-{}-{port}", std::process::id()));
+    let io = |source| BenchError::Output {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::write(&path, body).map_err(io)?;
+    let file = std::fs::File::open(&path).map_err(io)?;
+    std::fs::remove_file(&path).map_err(io)?;
+    Ok(OwnedFd::from(file))
+}
+
 /// A pipe that holds `bytes` at once (`F_SETPIPE_SZ`), so one splice moves a whole body.
 fn pipe_for(bytes: usize) -> Result<[OwnedFd; 2], BenchError> {
     let mut fds = [0; 2];
@@ -148,7 +169,10 @@ fn pipe_for(bytes: usize) -> Result<[OwnedFd; 2], BenchError> {
 /// Runs one server (the hidden `body-path-server` subcommand) until `seconds` have passed.
 pub fn serve(path: BodyPath, size: usize, port: u16, seconds: u64) -> Result<(), BenchError> {
     let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
-    let memfd = body_memfd(&body)?;
+    let memfd = match path {
+        BodyPath::Sendfile => body_file(&body, port)?,
+        _ => body_memfd(&body)?,
+    };
     let head =
         format!("HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {size}\r\n\r\n")
             .into_bytes();
@@ -171,7 +195,7 @@ pub fn serve(path: BodyPath, size: usize, port: u16, seconds: u64) -> Result<(),
         .setup_cqsize(8192)
         .build(4096)
         .map_err(|e| BenchError::Plan(format!("io_uring_setup: {e}")))?;
-    let direct = path != BodyPath::Sendfile;
+    let direct = !path.uses_sendfile();
     if direct {
         ring.submitter()
             .register_files_sparse(MAX_CONNS as u32)
@@ -364,7 +388,7 @@ fn on_recv(
                 .user_data(user_data(index, Op::Sent));
             push(ring, &[entry])
         }
-        BodyPath::Sendfile => {
+        BodyPath::Sendfile | BodyPath::SendfileMemfd => {
             let fd = index as RawFd;
             // SAFETY: `head` is valid for its length; `fd` is a socket this server accepted.
             let sent = unsafe { libc::send(fd, head.as_ptr().cast(), head.len(), libc::MSG_MORE) };
@@ -584,12 +608,12 @@ fn run_one(
 impl BodyPathsReport {
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "size B     path     |   req/s  req/CPU-s  vs send\n\
-             ---------------------+---------------------------\n",
+            "size B     path           |   req/s  req/CPU-s  vs send\n\
+             ---------------------------+---------------------------\n",
         );
         for s in &self.summary {
             out.push_str(&format!(
-                "{:<10} {:<8} | {:>7.0} {:>10.0}  {}\n",
+                "{:<10} {:<14} | {:>7.0} {:>10.0}  {}\n",
                 s.size,
                 s.path.name(),
                 s.requests_per_s,

@@ -46,7 +46,11 @@ struct BodyPathsArgs {
     /// Body sizes in bytes, comma-separated (compare-nginx's 100 KB and 1 MB segments).
     #[arg(long, value_delimiter = ',', default_value = "97161,1000640")]
     sizes: Vec<usize>,
-    #[arg(long, value_delimiter = ',', default_value = "send,sendfile,splice")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "send,sendfile,sendfile-memfd,splice"
+    )]
     paths: Vec<corecast_bench::body_paths::BodyPath>,
     #[arg(long, default_value_t = 3)]
     rounds: u32,

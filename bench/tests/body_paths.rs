@@ -1,6 +1,7 @@
-//! `corecast-bench body-paths` end to end: each of its three servers (copying send, sendfile
-//! from a memfd, io_uring splice through a pipe) serves whole, correct responses to the closed
-//! loop. Functional only: which one is cheaper is for docs/capacity.md, not for a test.
+//! `corecast-bench body-paths` end to end: each of its four servers (copying send, sendfile
+//! from a file and from a memfd, io_uring splice through a pipe) serves whole, correct
+//! responses to the closed loop. Functional only: which one is cheaper is for
+//! docs/capacity.md, not for a test.
 
 use std::process::Command;
 
@@ -30,7 +31,7 @@ fn every_body_path_serves_whole_responses() {
         serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written"))
             .expect("JSON parses");
     let runs = report["runs"].as_array().expect("runs");
-    assert_eq!(runs.len(), 6, "{report}");
+    assert_eq!(runs.len(), 8, "{report}");
     for run in runs {
         assert_eq!(run["errors"].as_u64(), Some(0), "{run}");
         assert!(
