@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use testmedia::TestSource;
 
+pub mod codec_rungs;
 pub mod enhanced_rtmp;
 pub mod lossy_relay;
 pub use testmedia::{TempDir, ffmpeg_decode_errors, ffprobe_json, require_tool};

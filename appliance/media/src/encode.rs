@@ -174,6 +174,32 @@ impl RawVideoFrame<'_> {
         Ok(())
     }
 
+    /// Copies plane `index` row by row into `target`, whose rows start `stride` bytes apart (a
+    /// codec library's picture buffer, padded differently from ours); `Err(index)` when either
+    /// side is too short to hold the plane.
+    pub fn copy_plane_into(
+        &self,
+        index: usize,
+        target: &mut [u8],
+        stride: usize,
+    ) -> Result<(), usize> {
+        let (width, height) = self.plane_size(index);
+        let (source, source_stride) = match (self.planes.get(index), self.strides.get(index)) {
+            (Some(source), Some(source_stride)) => (*source, *source_stride),
+            _ => return Err(index),
+        };
+        for row in 0..height {
+            let (Some(from), Some(to)) = (
+                source.get(row * source_stride..row * source_stride + width),
+                target.get_mut(row * stride..row * stride + width),
+            ) else {
+                return Err(index);
+            };
+            to.copy_from_slice(from);
+        }
+        Ok(())
+    }
+
     /// Checks that this picture is `width` x `height` (the encoder's size) and that its planes
     /// hold it ([`RawVideoFrame::check_planes`]): what every video encoder checks first.
     pub fn check_fits(&self, width: u32, height: u32) -> Result<(), FrameMismatch> {
@@ -224,6 +250,28 @@ pub trait AudioEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_plane_into_moves_rows_between_strides_and_refuses_short_targets() {
+        // 3x2 luma at stride 4 (one padding byte per row), chroma 2x1 at stride 2.
+        let y = [1, 2, 3, 0, 4, 5, 6, 0];
+        let (u, v) = ([7, 8], [9, 10]);
+        let frame = RawVideoFrame {
+            width: 3,
+            height: 2,
+            pts: 0,
+            planes: [&y[..], &u[..], &v[..]],
+            strides: [4, 2, 2],
+        };
+        let mut target = [0xeeu8; 10];
+        frame.copy_plane_into(0, &mut target, 5).expect("fits");
+        assert_eq!(target, [1, 2, 3, 0xee, 0xee, 4, 5, 6, 0xee, 0xee]);
+        let mut chroma = [0u8; 2];
+        frame.copy_plane_into(2, &mut chroma, 2).expect("fits");
+        assert_eq!(chroma, [9, 10]);
+        assert_eq!(frame.copy_plane_into(0, &mut [0u8; 7], 5), Err(0));
+        assert_eq!(frame.copy_plane_into(3, &mut target, 5), Err(3));
+    }
 
     #[test]
     fn check_planes_accepts_exact_i420_and_rejects_short_planes() {

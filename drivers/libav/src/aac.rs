@@ -23,7 +23,7 @@ use ffmpeg_next::{ChannelLayout, codec, encoder, frame};
 use media::encode::{AudioEncoder, RawAudioFrame};
 use media::{AacConfig, AccessUnit, Codec, TrackConfig};
 
-use crate::{LibavError, quiet_logging};
+use crate::{LibavError, ffmpeg_error, quiet_logging};
 
 /// Samples per AAC-LC frame.
 const FRAME_SAMPLES: usize = 1024;
@@ -77,10 +77,6 @@ impl fmt::Debug for AacEncoder {
             .field("flushing", &self.flushing)
             .finish_non_exhaustive()
     }
-}
-
-fn ffmpeg_error(call: &'static str) -> impl FnOnce(ffmpeg_next::Error) -> LibavError {
-    move |source| LibavError::Ffmpeg { call, source }
 }
 
 impl AacEncoder {

@@ -47,6 +47,11 @@ pub use x265::{
 
 use std::sync::Once;
 
+/// Maps a failed libavcodec call to [`LibavError::Ffmpeg`], naming the call.
+pub(crate) fn ffmpeg_error(call: &'static str) -> impl FnOnce(ffmpeg_next::Error) -> LibavError {
+    move |source| LibavError::Ffmpeg { call, source }
+}
+
 use media::{Codec, MediaError};
 
 /// Errors from the FFmpeg driver; each names the FFmpeg call or the input that was wrong.

@@ -42,7 +42,7 @@ use media::encode::{
 };
 use media::{AccessUnit, Av1Config, Codec, TrackConfig, VIDEO_TIMESCALE};
 
-use crate::{LibavError, quiet_logging};
+use crate::{LibavError, ffmpeg_error, quiet_logging};
 
 /// Threads (SVT-AV1 `lp`) we allow at most.
 pub const MAX_SVT_AV1_THREADS: u32 = 16;
@@ -171,10 +171,6 @@ impl fmt::Debug for SvtAv1Encoder {
     }
 }
 
-fn ffmpeg_error(call: &'static str) -> impl FnOnce(ffmpeg_next::Error) -> LibavError {
-    move |source| LibavError::Ffmpeg { call, source }
-}
-
 impl SvtAv1Encoder {
     /// Checks `settings` and learns the sequence header (one throw-away instance, see the
     /// module docs); the encoding instance opens at the first picture.
@@ -257,19 +253,10 @@ impl SvtAv1Encoder {
             self.staging = frame::Video::new(Pixel::YUV420P, frame.width, frame.height);
         }
         for index in 0..3 {
-            let (width, height) = frame.plane_size(index);
-            let (source, source_stride) = (frame.planes[index], frame.strides[index]);
             let stride = self.staging.stride(index);
-            let target = self.staging.data_mut(index);
-            for row in 0..height {
-                let (Some(from), Some(to)) = (
-                    source.get(row * source_stride..row * source_stride + width),
-                    target.get_mut(row * stride..row * stride + width),
-                ) else {
-                    return Err(LibavError::PlaneTooSmall { plane: index });
-                };
-                to.copy_from_slice(from);
-            }
+            frame
+                .copy_plane_into(index, self.staging.data_mut(index), stride)
+                .map_err(|plane| LibavError::PlaneTooSmall { plane })?;
         }
         Ok(())
     }

@@ -30,7 +30,7 @@ use media::encode::{
 use media::hevc::{NAL_AUD, NAL_PPS, NAL_SPS, NAL_VPS, nal_unit_type};
 use media::{AccessUnit, Codec, HevcConfig, TrackConfig, VIDEO_TIMESCALE, annex_b};
 
-use crate::{LibavError, quiet_logging};
+use crate::{LibavError, ffmpeg_error, quiet_logging};
 
 /// x265 threads (`pools`) we allow at most.
 pub const MAX_X265_THREADS: u32 = 16;
@@ -170,10 +170,6 @@ impl fmt::Debug for X265Encoder {
     }
 }
 
-fn ffmpeg_error(call: &'static str) -> impl FnOnce(ffmpeg_next::Error) -> LibavError {
-    move |source| LibavError::Ffmpeg { call, source }
-}
-
 impl X265Encoder {
     /// Checks `settings`, opens `libx265` and reads its parameter sets.
     pub fn new(settings: X265Settings) -> Result<Self, LibavError> {
@@ -262,19 +258,10 @@ impl X265Encoder {
             self.staging = frame::Video::new(Pixel::YUV420P, frame.width, frame.height);
         }
         for index in 0..3 {
-            let (width, height) = frame.plane_size(index);
-            let (source, source_stride) = (frame.planes[index], frame.strides[index]);
             let stride = self.staging.stride(index);
-            let target = self.staging.data_mut(index);
-            for row in 0..height {
-                let (Some(from), Some(to)) = (
-                    source.get(row * source_stride..row * source_stride + width),
-                    target.get_mut(row * stride..row * stride + width),
-                ) else {
-                    return Err(LibavError::PlaneTooSmall { plane: index });
-                };
-                to.copy_from_slice(from);
-            }
+            frame
+                .copy_plane_into(index, self.staging.data_mut(index), stride)
+                .map_err(|plane| LibavError::PlaneTooSmall { plane })?;
         }
         Ok(())
     }

@@ -243,18 +243,11 @@ impl NvencEncoder {
                 source: ffmpeg_next::Error::from(code),
             });
         }
-        for (index, (plane, stride)) in frame.planes.iter().zip(frame.strides).enumerate() {
-            let (width, height) = frame.plane_size(index);
-            let dest_stride = self.staging.stride(index);
-            let dest = self.staging.data_mut(index);
-            for row in 0..height {
-                let source = plane.get(row * stride..row * stride + width);
-                let target = dest.get_mut(row * dest_stride..row * dest_stride + width);
-                match (source, target) {
-                    (Some(source), Some(target)) => target.copy_from_slice(source),
-                    _ => return Err(NvencError::PlaneTooSmall { plane: index }),
-                }
-            }
+        for index in 0..3 {
+            let stride = self.staging.stride(index);
+            frame
+                .copy_plane_into(index, self.staging.data_mut(index), stride)
+                .map_err(|plane| NvencError::PlaneTooSmall { plane })?;
         }
         Ok(())
     }
