@@ -172,6 +172,21 @@ fn check_hls_has_the_tone_as_aac(server: &Server, name: &str, expected: &Expecte
 
     let master = server.get(&format!("/live/{name}/index.m3u8")).text();
     assert!(master.contains("mp4a.40.2"), "{master}");
+    // The stream's status says what the audio was before it became AAC.
+    let status: serde_json::Value =
+        serde_json::from_slice(&server.api_get(&format!("/api/v1/streams/{name}")).body)
+            .expect("stream status JSON");
+    let audio_rendition = status["renditions"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"] == "audio"))
+        .unwrap_or_else(|| panic!("no audio rendition: {status}"));
+    let from = audio_rendition["transcoded_from"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        from.starts_with(&format!("{} {} Hz", expected.source, expected.sample_rate)),
+        "audio rendition: {audio_rendition}"
+    );
     let log = server.log_text();
     let line = format!("audio {} {} Hz", expected.source, expected.sample_rate);
     assert_eq!(

@@ -118,6 +118,14 @@ impl SourceAudioTranscoder {
         self.format = None;
     }
 
+    /// What the open transcoder takes (`mp3 44100 Hz 2 ch`), for the stream's status.
+    pub fn source(&self) -> Option<String> {
+        self.transcoder
+            .as_ref()
+            .and(self.format)
+            .map(|f| format!("{} {} Hz {} ch", f.codec.name(), f.sample_rate, f.channels))
+    }
+
     pub fn is_open(&self) -> bool {
         self.transcoder.is_some()
     }

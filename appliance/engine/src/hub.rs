@@ -72,6 +72,7 @@ enum HubCommand {
         origin: String,
         video: Option<TrackConfig>,
         audio: Option<AacConfig>,
+        audio_source: Option<String>,
     },
     Unit {
         stream: Arc<str>,
@@ -156,6 +157,7 @@ impl HubHandle {
             origin: origin.to_owned(),
             hub: self.clone(),
             started: false,
+            audio_source: None,
             end_reason: None,
         })
     }
@@ -181,6 +183,7 @@ pub struct PublisherClaim {
     hub: HubHandle,
     started: bool,
     end_reason: Option<String>,
+    audio_source: Option<String>,
 }
 
 impl PublisherClaim {
@@ -209,7 +212,15 @@ impl PublisherClaim {
             origin: self.origin.clone(),
             video,
             audio,
+            audio_source: self.audio_source.clone(),
         });
+    }
+
+    /// What the source's audio was before it was transcoded to the AAC this stream carries
+    /// (`mp3 44100 Hz 2 ch`), shown in the stream's status from the next start on; `None`: the
+    /// source sent AAC.
+    pub fn set_audio_source(&mut self, source: Option<String>) {
+        self.audio_source = source;
     }
 
     /// Hands one access unit to the hub. Never blocks: when the hub is overloaded the unit is
@@ -294,12 +305,16 @@ pub struct RenditionStatus {
     /// Transcoded rungs asking for NVENC that run on x264: why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
+    /// The audio rendition, when the source's audio was not AAC: what it was
+    /// (`mp3 44100 Hz 2 ch`), transcoded once to this AAC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcoded_from: Option<String>,
 }
 
 impl RenditionStatus {
     fn of(
         video: Option<&TrackConfig>,
-        audio: Option<&AacConfig>,
+        audio: Option<(&AacConfig, Option<&str>)>,
         ladder: Option<&StreamLadder>,
     ) -> Vec<RenditionStatus> {
         let mut out = Vec::new();
@@ -320,6 +335,7 @@ impl RenditionStatus {
                 lag_ms: None,
                 encoder: None,
                 fallback_reason: None,
+                transcoded_from: None,
             });
         }
         for (index, rung) in ladder.map_or(&[][..], |l| &l.rungs[..]).iter().enumerate() {
@@ -348,9 +364,10 @@ impl RenditionStatus {
                 lag_ms: Some(u64::try_from(stats.lag_ticks.max(0) / 90).unwrap_or(0)),
                 encoder,
                 fallback_reason,
+                transcoded_from: None,
             });
         }
-        if let Some(a) = audio {
+        if let Some((a, source)) = audio {
             out.push(RenditionStatus {
                 name: "audio".into(),
                 codec: a.codec_string(),
@@ -364,6 +381,7 @@ impl RenditionStatus {
                 lag_ms: None,
                 encoder: None,
                 fallback_reason: None,
+                transcoded_from: source.map(str::to_owned),
             });
         }
         out
@@ -420,6 +438,8 @@ struct Stream {
     started_at_ms: i64,
     video: Option<TrackConfig>,
     audio: Option<AacConfig>,
+    /// What the source's audio was before it was transcoded to `audio` (`None`: AAC).
+    audio_source: Option<String>,
     /// Payload bytes per second over a short window, for the input bitrate.
     meter: RateMeter,
     pending: Vec<StoreChange>,
@@ -553,7 +573,8 @@ impl StreamHub {
                 origin,
                 video,
                 audio,
-            } => self.handle_start(stream, publisher, origin, video, audio),
+                audio_source,
+            } => self.handle_start(stream, publisher, origin, video, (audio, audio_source)),
             HubCommand::Unit {
                 stream,
                 publisher,
@@ -636,7 +657,7 @@ impl StreamHub {
         publisher: PublisherId,
         origin: String,
         video: Option<TrackConfig>,
-        audio: Option<AacConfig>,
+        (audio, audio_source): (Option<AacConfig>, Option<String>),
     ) {
         let now_ms = unix_ms();
         if let Some(old) = self.streams.get_mut(&stream).and_then(|s| s.ladder.take()) {
@@ -670,6 +691,7 @@ impl StreamHub {
                     started_at_ms: now_ms,
                     video: None,
                     audio: None,
+                    audio_source: None,
                     meter: RateMeter::default(),
                     pending: Vec::new(),
                     ladder: None,
@@ -697,6 +719,7 @@ impl StreamHub {
         s.started_at_ms = now_ms;
         s.video = video.clone();
         s.audio = audio.clone();
+        s.audio_source = audio_source;
         let renditions = ladder.as_ref().map_or_else(Vec::new, |l| l.rungs.clone());
         s.ladder = ladder;
         s.packager
@@ -919,7 +942,7 @@ impl StreamHub {
                 },
                 renditions: RenditionStatus::of(
                     s.video.as_ref(),
-                    s.audio.as_ref(),
+                    s.audio.as_ref().map(|a| (a, s.audio_source.as_deref())),
                     s.ladder.as_ref(),
                 ),
             })

@@ -268,6 +268,7 @@ impl Connection {
         let Some(claim) = self.claim.as_mut() else {
             return;
         };
+        claim.set_audio_source(self.audio_transcoder.source());
         claim.start_tracks(self.video.clone(), self.audio.clone());
         for unit in std::mem::take(&mut self.held) {
             self.send(unit);
@@ -326,6 +327,7 @@ impl Connection {
         };
         if changed && claim.is_started() {
             tracing::info!(peer = %self.peer, stream = claim.stream(), track = ?kind, "track parameters changed mid-stream");
+            claim.set_audio_source(self.audio_transcoder.source());
             claim.start_tracks(self.video.clone(), self.audio.clone());
         }
     }

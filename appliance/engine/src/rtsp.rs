@@ -686,6 +686,11 @@ impl<'a> RtspSession<'a> {
             .hub
             .claim(&self.config.name, &origin)
             .map_err(|e| Failure::new("claim_refused", format!("cannot publish: {e}")))?;
+        claim.set_audio_source(
+            self.audio_transcoder
+                .as_ref()
+                .and_then(SourceAudioTranscoder::source),
+        );
         start(&mut claim, self.video.as_ref(), self.audio.as_ref());
         self.board.set_live();
         tracing::info!(

@@ -317,6 +317,7 @@ impl TsFeed {
         let Some(claim) = self.claim.as_mut() else {
             return Ok(false);
         };
+        claim.set_audio_source(self.audio_transcoder.source());
         claim.start_tracks(self.video.clone(), self.audio.clone());
         self.board.set_live();
         tracing::info!(
@@ -340,6 +341,7 @@ impl TsFeed {
         };
         if changed && claim.is_started() {
             tracing::info!(stream = %self.stream, feed = self.label, track = ?kind, "track parameters changed mid-stream");
+            claim.set_audio_source(self.audio_transcoder.source());
             claim.start_tracks(self.video.clone(), self.audio.clone());
         }
     }

@@ -7,9 +7,10 @@
 //! Layers, bottom up: [`packet`] (sync, header, adaptation field, §2.4.3), [`psi`] (sections,
 //! PAT and PMT, §2.4.4), [`pes`] (PES reassembly, PTS/DTS, §2.4.3.6), then the elementary
 //! streams: [`h264`] (stream_type 0x1b and 0x24, Annex B of ITU-T H.264 and H.265),
-//! [`adts`] (stream_type 0x0f, ISO/IEC 13818-7 ADTS) and [`audio_frames`] (audio that is not
-//! AAC, for the engine to transcode: MPEG-1/2 audio, stream_type 0x03 / 0x04, and AC-3,
-//! stream_type 0x81 or 0x06 with an AC-3 descriptor). SCTE-35 (stream_type 0x86, SCTE 35 §8)
+//! [`audio_frames`] (audio split into frames by its sync headers: AAC in ADTS, stream_type 0x0f,
+//! ISO/IEC 13818-7 §6.2, header in [`adts`]; and audio that is not AAC, for the engine to
+//! transcode: MPEG-1/2 audio, stream_type 0x03 / 0x04, ISO/IEC 11172-3 §2.4.1.3, and AC-3,
+//! stream_type 0x81 or 0x06 with an AC-3 descriptor, ATSC A/52 §5.3.1). SCTE-35 (stream_type 0x86, SCTE 35 §8)
 //! sections are handed on whole for the packager.
 //!
 //! What it does with broken input: nothing panics and nothing is fatal. Lost sync (a byte that
@@ -40,7 +41,6 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use media::{AacConfig, AccessUnit, AudioFormat, AvcConfig, HevcConfig};
 
-use adts::AdtsAssembler;
 use audio_frames::{AudioFrameAssembler, FrameSyntax};
 use h264::{AvcAssembler, VideoCodec};
 use packet::{PACKET_SIZE, SYNC_BYTE, parse_packet};
@@ -207,8 +207,7 @@ enum PidRole {
     Pmt(SectionAssembler),
     Scte35(SectionAssembler),
     Video(PesAssembler, Box<AvcAssembler>),
-    Audio(PesAssembler, AdtsAssembler),
-    FramedAudio(PesAssembler, AudioFrameAssembler),
+    Audio(PesAssembler, AudioFrameAssembler),
 }
 
 #[derive(Debug)]
@@ -232,11 +231,7 @@ impl PidState {
             PidRole::Video(pes, _) => {
                 pes.reset();
             }
-            PidRole::Audio(pes, adts) => {
-                pes.reset();
-                adts.reset_partial();
-            }
-            PidRole::FramedAudio(pes, frames) => {
+            PidRole::Audio(pes, frames) => {
                 pes.reset();
                 frames.reset_partial();
             }
@@ -388,26 +383,7 @@ impl TsDemuxer {
                     }
                     avc.flush(&mut self.events, &mut self.counters);
                 }
-                PidRole::Audio(pes, adts) => {
-                    if pes.in_progress() {
-                        complete_pes(
-                            pes,
-                            &mut self.clock,
-                            &mut self.last_pts,
-                            &mut self.counters,
-                            |time, data, counters| {
-                                adts.push_pes(
-                                    time.map(|(pts, _)| pts),
-                                    data,
-                                    &mut self.events,
-                                    counters,
-                                )
-                            },
-                        );
-                    }
-                    adts.reset_partial();
-                }
-                PidRole::FramedAudio(pes, frames) => {
+                PidRole::Audio(pes, frames) => {
                     if pes.in_progress() {
                         complete_pes(
                             pes,
@@ -499,18 +475,7 @@ impl TsDemuxer {
                 &mut self.counters,
                 |time, data, counters| avc.push_pes(time, data, &mut self.events, counters),
             ),
-            PidRole::Audio(pes, adts) => feed_pes(
-                pes,
-                pusi,
-                payload,
-                &mut self.clock,
-                &mut self.last_pts,
-                &mut self.counters,
-                |time, data, counters| {
-                    adts.push_pes(time.map(|(pts, _)| pts), data, &mut self.events, counters)
-                },
-            ),
-            PidRole::FramedAudio(pes, frames) => feed_pes(
+            PidRole::Audio(pes, frames) => feed_pes(
                 pes,
                 pusi,
                 payload,
@@ -688,14 +653,15 @@ impl TsDemuxer {
                     PesAssembler::default(),
                     Box::new(AvcAssembler::new(VideoCodec::Hevc)),
                 ),
-                stream_type::AAC_ADTS => {
-                    PidRole::Audio(PesAssembler::default(), AdtsAssembler::default())
-                }
-                stream_type::MPEG1_AUDIO | stream_type::MPEG2_AUDIO => PidRole::FramedAudio(
+                stream_type::AAC_ADTS => PidRole::Audio(
+                    PesAssembler::default(),
+                    AudioFrameAssembler::new(FrameSyntax::Adts),
+                ),
+                stream_type::MPEG1_AUDIO | stream_type::MPEG2_AUDIO => PidRole::Audio(
                     PesAssembler::default(),
                     AudioFrameAssembler::new(FrameSyntax::MpegAudio),
                 ),
-                stream_type::AC3 => PidRole::FramedAudio(
+                stream_type::AC3 => PidRole::Audio(
                     PesAssembler::default(),
                     AudioFrameAssembler::new(FrameSyntax::Ac3),
                 ),
@@ -733,9 +699,9 @@ fn role_stream_type(role: &PidRole) -> Option<u8> {
             VideoCodec::H264 => stream_type::H264,
             VideoCodec::Hevc => stream_type::HEVC,
         }),
-        PidRole::Audio(..) => Some(stream_type::AAC_ADTS),
         // 0x04 is taken as 0x03 and 0x06 + AC-3 descriptor as 0x81 (see handle_pmt).
-        PidRole::FramedAudio(_, frames) => Some(match frames.syntax() {
+        PidRole::Audio(_, frames) => Some(match frames.syntax() {
+            FrameSyntax::Adts => stream_type::AAC_ADTS,
             FrameSyntax::MpegAudio => stream_type::MPEG1_AUDIO,
             FrameSyntax::Ac3 => stream_type::AC3,
         }),
