@@ -47,6 +47,30 @@ pub use x265::{
 
 use std::sync::Once;
 
+impl From<media::encode::InvalidSetting> for LibavError {
+    fn from(invalid: media::encode::InvalidSetting) -> Self {
+        LibavError::InvalidSettings {
+            setting: invalid.setting,
+            reason: invalid.reason,
+        }
+    }
+}
+
+impl From<media::encode::FrameMismatch> for LibavError {
+    fn from(mismatch: media::encode::FrameMismatch) -> Self {
+        match mismatch {
+            media::encode::FrameMismatch::Size { expected, got } => LibavError::FrameSize {
+                what: "picture",
+                expected,
+                got,
+            },
+            media::encode::FrameMismatch::PlaneTooSmall(plane) => {
+                LibavError::PlaneTooSmall { plane }
+            }
+        }
+    }
+}
+
 /// Maps a failed libavcodec call to [`LibavError::Ffmpeg`], naming the call.
 pub(crate) fn ffmpeg_error(call: &'static str) -> impl FnOnce(ffmpeg_next::Error) -> LibavError {
     move |source| LibavError::Ffmpeg { call, source }

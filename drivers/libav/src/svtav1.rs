@@ -37,7 +37,7 @@ use ffmpeg_next::format::Pixel;
 use ffmpeg_next::{Dictionary, Packet, Rational, codec, encoder, frame, picture};
 use media::av1::temporal_unit_payload;
 use media::encode::{
-    FrameMismatch, InvalidSetting, RawVideoFrame, VideoEncoder, check_frame_rate, check_in_range,
+    InvalidSetting, RawVideoFrame, VideoEncoder, check_frame_rate, check_in_range,
     check_keyint_max, check_picture_size,
 };
 use media::{AccessUnit, Av1Config, Codec, TrackConfig, VIDEO_TIMESCALE};
@@ -87,17 +87,7 @@ impl Default for SvtAv1Settings {
 }
 
 impl SvtAv1Settings {
-    fn check(&self) -> Result<(), LibavError> {
-        self.check_values()
-            .map_err(
-                |InvalidSetting { setting, reason }| LibavError::InvalidSettings {
-                    setting,
-                    reason,
-                },
-            )
-    }
-
-    fn check_values(&self) -> Result<(), InvalidSetting> {
+    fn check(&self) -> Result<(), InvalidSetting> {
         // SVT-AV1 refuses pictures under 64 pixels on a side.
         check_picture_size(self.width, self.height, 64, 16384)?;
         check_frame_rate(self.fps_num, self.fps_den)?;
@@ -305,16 +295,7 @@ impl VideoEncoder for SvtAv1Encoder {
         if self.flushing {
             return Err(LibavError::SubmitAfterFlush);
         }
-        frame
-            .check_fits(self.settings.width, self.settings.height)
-            .map_err(|mismatch| match mismatch {
-                FrameMismatch::Size { expected, got } => LibavError::FrameSize {
-                    what: "picture",
-                    expected,
-                    got,
-                },
-                FrameMismatch::PlaneTooSmall(plane) => LibavError::PlaneTooSmall { plane },
-            })?;
+        frame.check_fits(self.settings.width, self.settings.height)?;
         if force_idr {
             // A fresh instance starts with a key frame (see the module docs).
             self.finish_instance()?;

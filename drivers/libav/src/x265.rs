@@ -24,7 +24,7 @@ use std::fmt;
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::{Dictionary, Packet, Rational, codec, encoder, frame, picture};
 use media::encode::{
-    FrameMismatch, InvalidSetting, RawVideoFrame, VideoEncoder, check_frame_rate, check_in_range,
+    InvalidSetting, RawVideoFrame, VideoEncoder, check_frame_rate, check_in_range,
     check_keyint_max, check_picture_size,
 };
 use media::hevc::{NAL_AUD, NAL_PPS, NAL_SPS, NAL_VPS, nal_unit_type};
@@ -89,17 +89,7 @@ impl Default for X265Settings {
 }
 
 impl X265Settings {
-    fn check(&self) -> Result<(), LibavError> {
-        self.check_values()
-            .map_err(
-                |InvalidSetting { setting, reason }| LibavError::InvalidSettings {
-                    setting,
-                    reason,
-                },
-            )
-    }
-
-    fn check_values(&self) -> Result<(), InvalidSetting> {
+    fn check(&self) -> Result<(), InvalidSetting> {
         // x265 needs at least one 8x8 coding block; HEVC level 6.2 tops out at 8192 a side.
         check_picture_size(self.width, self.height, 8, 8192)?;
         check_frame_rate(self.fps_num, self.fps_den)?;
@@ -297,16 +287,7 @@ impl VideoEncoder for X265Encoder {
         if self.flushing {
             return Err(LibavError::SubmitAfterFlush);
         }
-        frame
-            .check_fits(self.settings.width, self.settings.height)
-            .map_err(|mismatch| match mismatch {
-                FrameMismatch::Size { expected, got } => LibavError::FrameSize {
-                    what: "picture",
-                    expected,
-                    got,
-                },
-                FrameMismatch::PlaneTooSmall(plane) => LibavError::PlaneTooSmall { plane },
-            })?;
+        frame.check_fits(self.settings.width, self.settings.height)?;
         self.fill_staging(frame)?;
         self.staging.set_pts(Some(frame.pts));
         // With `forced-idr=1`, libx265.c turns a picture typed I into an IDR.
