@@ -51,6 +51,35 @@ const HEVC_RUNGS: [&str; 2] = ["180p-hevc", "180p-hevc-gpu"];
 fn hevc_rungs_are_served_aligned_with_the_h264_rung() {
     let server = Server::start(CONFIG, &[]);
     let mut ffmpeg = ffmpeg_publish(&server.rtmp_url("cam"), 8);
+    // While the ladder runs, the stream's status says where the source is decoded and where
+    // each rung is encoded, with the reasons for any fall-back.
+    let no_driver = !std::path::Path::new("/proc/driver/nvidia/version").exists();
+    server.wait_for(
+        "/live/cam/180p-hevc/index.m3u8",
+        Duration::from_secs(30),
+        |t| t.contains("#EXTINF"),
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&server.api_get("/api/v1/streams/cam").body).expect("status");
+    let rendition = |name: &str| {
+        status["renditions"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no {name} rendition: {status}"))
+    };
+    let (source, gpu_rung) = (rendition("source"), rendition("180p-hevc-gpu"));
+    assert_eq!(rendition("180p-hevc")["encoder"], "x265", "{status}");
+    if no_driver {
+        assert_eq!(source["decoder"], "cpu", "{source}");
+        assert!(
+            source["fallback_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(".so")),
+            "{source}"
+        );
+        assert_eq!(gpu_rung["encoder"], "x265", "{gpu_rung}");
+        assert!(gpu_rung["fallback_reason"].is_string(), "{gpu_rung}");
+    }
     let rungs = CodecRungs {
         stream: "cam",
         h264_rung: "180p",
@@ -71,7 +100,7 @@ fn hevc_rungs_are_served_aligned_with_the_h264_rung() {
     );
 
     // Without an NVIDIA driver the log says why the GPU rung and the decoder run on the CPU.
-    if !std::path::Path::new("/proc/driver/nvidia/version").exists() {
+    if no_driver {
         let log = server.log_text();
         assert!(
             log.contains("NVENC unavailable") && log.contains("NVDEC unavailable"),

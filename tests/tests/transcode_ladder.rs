@@ -131,6 +131,18 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
     assert_eq!(api[1]["encoder"], "x264", "{api:?}");
     assert!(api[1].get("fallback_reason").is_none(), "{api:?}");
     assert_eq!(api[3]["name"], "audio");
+    // The same figures in /metrics, per rung.
+    let metrics = server.api_get("/metrics").text();
+    for (name, _, _) in &RENDITIONS[1..3] {
+        for family in [
+            "corecast_rung_encode_fps",
+            "corecast_rung_dropped_frames_total",
+            "corecast_rung_lag_ms",
+        ] {
+            let series = format!("{family}{{stream=\"cam\",rung=\"{name}\"}} ");
+            assert!(metrics.contains(&series), "{series} missing in:\n{metrics}");
+        }
+    }
 
     // Until the stream ends (publisher gone + 2 s grace), then read the final playlists.
     let deadline = Instant::now() + Duration::from_secs(60);

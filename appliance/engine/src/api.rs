@@ -189,21 +189,24 @@ fn render_metrics(
     workers: &[WorkerStats],
     dropped_units: u64,
 ) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str| {
+    fn family(out: &mut String, name: &str, kind: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
+    }
+    let mut out = String::new();
     family(
+        &mut out,
         "corecast_stream_live",
         "gauge",
         "1 while the stream has a publisher",
     );
     family(
+        &mut out,
         "corecast_stream_viewers",
         "gauge",
         "Playback connections whose latest request was for the stream",
     );
     family(
+        &mut out,
         "corecast_stream_input_kbps",
         "gauge",
         "Media payload bitrate received",
@@ -222,6 +225,39 @@ fn render_metrics(
             "corecast_stream_input_kbps{{stream=\"{}\"}} {}",
             s.name, s.input_kbps
         );
+    }
+    family(
+        &mut out,
+        "corecast_rung_encode_fps",
+        "gauge",
+        "Pictures a transcoded rung encoded per second over the last second",
+    );
+    family(
+        &mut out,
+        "corecast_rung_dropped_frames_total",
+        "counter",
+        "Pictures a transcoded rung skipped because its encoder fell behind",
+    );
+    family(
+        &mut out,
+        "corecast_rung_lag_ms",
+        "gauge",
+        "Media time between the newest decoded picture and the oldest one waiting for the rung's encoder",
+    );
+    for s in streams {
+        for r in &s.renditions {
+            let (Some(fps), Some(dropped), Some(lag)) = (r.encode_fps, r.dropped_frames, r.lag_ms)
+            else {
+                continue;
+            };
+            let labels = format!("stream=\"{}\",rung=\"{}\"", s.name, r.name);
+            let _ = writeln!(out, "corecast_rung_encode_fps{{{labels}}} {fps}");
+            let _ = writeln!(
+                out,
+                "corecast_rung_dropped_frames_total{{{labels}}} {dropped}"
+            );
+            let _ = writeln!(out, "corecast_rung_lag_ms{{{labels}}} {lag}");
+        }
     }
     let _ = writeln!(
         out,

@@ -26,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use media::{AacConfig, AccessUnit, AvcConfig, TrackConfig, TrackKind};
 use package::{LivePackager, ObjectKind, PackagerConfig, PackagerOutput, Rendition};
 use serde::Serialize;
-use transcode::{Ladder, RungStats};
+use transcode::{DecodeDevice, Ladder, RungStats};
 
 use crate::ladder::{LadderEvent, LadderJob, LadderWorker, TranscodeConfig};
 use crate::store::{CachePolicy, SegmentStore, StoreChange, StoredObject, content_type};
@@ -302,7 +302,11 @@ pub struct RenditionStatus {
     /// Transcoded rungs: the encoder that runs the rung (`x264`, `nvenc`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoder: Option<&'static str>,
-    /// Transcoded rungs asking for NVENC that run on x264: why.
+    /// The source, while a ladder runs: where it is decoded (`cpu`, `nvdec`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<&'static str>,
+    /// Transcoded rungs asking for NVENC that run on their CPU encoder, and a source asking for
+    /// NVDEC (`decoder = "auto"` with an NVENC rung) that is decoded on the CPU: why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
     /// The audio rendition, when the source's audio was not AAC: what it was
@@ -334,7 +338,8 @@ impl RenditionStatus {
                 dropped_frames: None,
                 lag_ms: None,
                 encoder: None,
-                fallback_reason: None,
+                decoder: ladder.map(|l| l.decoder.0),
+                fallback_reason: ladder.and_then(|l| l.decoder.1.clone()),
                 transcoded_from: None,
             });
         }
@@ -363,6 +368,7 @@ impl RenditionStatus {
                 dropped_frames: Some(stats.dropped_frames),
                 lag_ms: Some(u64::try_from(stats.lag_ticks.max(0) / 90).unwrap_or(0)),
                 encoder,
+                decoder: None,
                 fallback_reason,
                 transcoded_from: None,
             });
@@ -380,6 +386,7 @@ impl RenditionStatus {
                 dropped_frames: None,
                 lag_ms: None,
                 encoder: None,
+                decoder: None,
                 fallback_reason: None,
                 transcoded_from: source.map(str::to_owned),
             });
@@ -456,6 +463,8 @@ struct StreamLadder {
     rungs: Vec<Rendition>,
     /// Per rung: the encoder that runs it, and why an NVENC rung fell back to x264.
     encoders: Vec<(&'static str, Option<String>)>,
+    /// Where the source is decoded (`cpu`, `nvdec`), and why not on NVDEC when it was asked.
+    decoder: (&'static str, Option<String>),
     /// Latest figures from the worker, by rung index.
     stats: Vec<RungStats>,
     /// The publisher is gone; its last segment waits for the ladder until then.
@@ -769,6 +778,13 @@ impl StreamHub {
             .rung_tracks()
             .map(|rung| (rung.encoder.name(), rung.fallback_reason.map(str::to_owned)))
             .collect();
+        let decoder = (
+            match ladder.decoder_device() {
+                DecodeDevice::Cpu => "cpu",
+                DecodeDevice::Nvdec { .. } => "nvdec",
+            },
+            ladder.decoder_fallback_reason().map(str::to_owned),
+        );
         if rungs.is_empty() {
             tracing::info!(stream = %stream, height = source.video_size().map_or(0, |(_, height)| height), "no rung fits under the source: passthrough only");
             return None;
@@ -795,6 +811,7 @@ impl StreamHub {
             worker,
             rungs,
             encoders,
+            decoder,
             stats: vec![RungStats::default(); count],
             finishing_until: None,
             dropped_units: 0,
