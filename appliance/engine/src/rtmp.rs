@@ -5,7 +5,8 @@
 //! has no sequence header, so its format is only known at the first audio tag, which may come
 //! after the first video frames: a stream whose audio is not known at its first unit holds its
 //! units (up to [`AUDIO_WAIT_MS`] of media time) for the audio to show up, so that it does
-//! not start without audio and restart with it a moment later.
+//! not start without audio and restart with it a moment later. A publisher whose `onMetaData`
+//! lists no audio track (ffmpeg `-an`) starts at once.
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
@@ -237,7 +238,10 @@ impl Connection {
             // The stream starts with the tracks whose parameters came before the first media
             // (encoders send AAC and video sequence headers first), or, when the audio's are
             // missing (MP3 has none), once audio shows up or a second of video went by.
-            if self.audio.is_none() && !self.waited_for_audio(&unit) {
+            if self.audio.is_none()
+                && self.session.announced_audio() != Some(false)
+                && !self.waited_for_audio(&unit)
+            {
                 self.held.push_back(unit);
                 return;
             }

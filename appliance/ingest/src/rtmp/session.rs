@@ -90,6 +90,8 @@ pub struct RtmpSession {
 
     /// MP3 tags whose frames did not parse (dropped).
     bad_audio_tags: u64,
+    /// Whether the publisher's `onMetaData` lists an audio track; `None` before any.
+    announced_audio: Option<bool>,
     /// The client's Window Acknowledgement Size; we acknowledge after that many bytes.
     peer_window: Option<u32>,
     bytes_received: u64,
@@ -155,6 +157,7 @@ impl RtmpSession {
             audio_time: TimestampUnwrapper::default(),
             aac_clock: AacClock::default(),
             bad_audio_tags: 0,
+            announced_audio: None,
             peer_window: None,
             bytes_received: 0,
             acknowledged: 0,
@@ -195,6 +198,15 @@ impl RtmpSession {
     /// MP3 tags dropped because their frames did not parse (damaged or cut short).
     pub fn bad_audio_tags(&self) -> u64 {
         self.bad_audio_tags
+    }
+
+    /// Whether the publisher's `onMetaData` (or `@setDataFrame onMetaData`) lists an audio
+    /// track (any of `audiocodecid`, `audiodatarate`, `audiosamplerate`, `audiosamplesize`,
+    /// `stereo`); `None` until one arrived. ffmpeg leaves them all out with `-an`; OBS and
+    /// ffmpeg with audio write `audiocodecid`. A hint for how long to wait for audio's first
+    /// tag, never a reason to drop audio that does come.
+    pub fn announced_audio(&self) -> Option<bool> {
+        self.announced_audio
     }
 
     pub fn poll_event(&mut self) -> Option<RtmpEvent> {
@@ -329,9 +341,13 @@ impl RtmpSession {
                 self.handle_command(payload.get(1..).unwrap_or_default(), &message, ctx)?;
             }
             message_type::DATA_AMF0 => {
-                // @setDataFrame / onMetaData: checked, then not used (the configs say more).
-                amf0::decode_all(payload)
+                // @setDataFrame / onMetaData: checked; the sequence headers say more about the
+                // tracks, but only the metadata says up front whether audio will come.
+                let values = amf0::decode_all(payload)
                     .map_err(|err| ctx.error("AMF0 data message", err.to_string()))?;
+                if let Some(audio) = metadata_lists_audio(&values) {
+                    self.announced_audio = Some(audio);
+                }
             }
             message_type::DATA_AMF3 => {}
             message_type::VIDEO => self.handle_video(&message, ctx)?,
@@ -768,4 +784,82 @@ fn status_properties(level: &str, code: &str, description: &str) -> Vec<(String,
 
 fn status_object(level: &str, code: &str, description: &str) -> Amf0Value {
     Amf0Value::Object(status_properties(level, code, description))
+}
+
+/// The keys of `onMetaData` that describe an audio track (FLV v10.1 E.5, onMetaData).
+const AUDIO_METADATA_KEYS: [&str; 5] = [
+    "audiocodecid",
+    "audiodatarate",
+    "audiosamplerate",
+    "audiosamplesize",
+    "stereo",
+];
+
+/// For a data message `[@setDataFrame,] onMetaData, {properties}`: whether the properties list
+/// an audio track. `None` for any other data message.
+fn metadata_lists_audio(values: &[Amf0Value]) -> Option<bool> {
+    let at = values
+        .iter()
+        .position(|v| v.as_str() == Some("onMetaData"))?;
+    let properties = match values.get(at + 1)? {
+        Amf0Value::Object(properties) | Amf0Value::EcmaArray(properties) => properties,
+        _ => return None,
+    };
+    Some(properties.iter().any(|(key, value)| {
+        AUDIO_METADATA_KEYS.contains(&key.as_str())
+            && !matches!(value, Amf0Value::Null | Amf0Value::Undefined)
+    }))
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+
+    fn meta(properties: Vec<(&str, Amf0Value)>) -> Amf0Value {
+        Amf0Value::EcmaArray(
+            properties
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn onmetadata_says_whether_audio_will_come() {
+        let set_data_frame = |properties| {
+            vec![
+                Amf0Value::String("@setDataFrame".into()),
+                Amf0Value::String("onMetaData".into()),
+                meta(properties),
+            ]
+        };
+        // ffmpeg -an: video keys only.
+        let video_only = set_data_frame(vec![
+            ("width", Amf0Value::Number(640.0)),
+            ("videocodecid", Amf0Value::Number(7.0)),
+        ]);
+        assert_eq!(metadata_lists_audio(&video_only), Some(false));
+        let with_audio = set_data_frame(vec![
+            ("videocodecid", Amf0Value::Number(7.0)),
+            ("audiocodecid", Amf0Value::Number(10.0)),
+        ]);
+        assert_eq!(metadata_lists_audio(&with_audio), Some(true));
+        // Some encoders write the key with a null value when there is no audio.
+        let null_audio = set_data_frame(vec![("audiocodecid", Amf0Value::Null)]);
+        assert_eq!(metadata_lists_audio(&null_audio), Some(false));
+        // Plain onMetaData with an object, and data messages that are not metadata.
+        let plain = vec![
+            Amf0Value::String("onMetaData".into()),
+            Amf0Value::Object(vec![("stereo".into(), Amf0Value::Boolean(true))]),
+        ];
+        assert_eq!(metadata_lists_audio(&plain), Some(true));
+        assert_eq!(
+            metadata_lists_audio(&[Amf0Value::String("onTextData".into())]),
+            None
+        );
+        assert_eq!(
+            metadata_lists_audio(&[Amf0Value::String("onMetaData".into())]),
+            None
+        );
+    }
 }
