@@ -1,0 +1,142 @@
+//! What the control API shows of each stream ([`StreamStatus`]) and its renditions
+//! ([`RenditionStatus`]), built by the hub from its streams' state.
+
+use media::{AacConfig, TrackConfig};
+use serde::Serialize;
+
+use super::StreamLadder;
+
+/// One stream as the control API shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StreamStatus {
+    pub name: String,
+    /// `live`, `reconnecting` (publisher gone, within the grace period) or `ended`.
+    pub state: &'static str,
+    /// Who publishes, e.g. `rtmp 127.0.0.1:50312` or `demo`.
+    pub origin: String,
+    /// Unix ms when the current publisher started.
+    pub started_at_ms: i64,
+    /// Input bitrate over the last few seconds, in kbit/s.
+    pub input_kbps: u64,
+    pub renditions: Vec<RenditionStatus>,
+}
+
+/// One rendition (rung) of a stream.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RenditionStatus {
+    pub name: String,
+    pub codec: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<u8>,
+    /// Transcoded rungs: pictures encoded per second over the last second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encode_fps: Option<f64>,
+    /// Transcoded rungs: pictures dropped because the encoder fell behind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_frames: Option<u64>,
+    /// Transcoded rungs: how far the encoder is behind the decoder, ms of media.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
+    /// Transcoded rungs: the encoder that runs the rung (`x264`, `nvenc`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<&'static str>,
+    /// The source, while a ladder runs: where it is decoded (`cpu`, `nvdec`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<&'static str>,
+    /// Transcoded rungs asking for NVENC that run on their CPU encoder, and a source asking for
+    /// NVDEC (`decoder = "auto"` with an NVENC rung) that is decoded on the CPU: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    /// The audio rendition, when the source's audio was not AAC: what it was
+    /// (`mp3 44100 Hz 2 ch`), transcoded once to this AAC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcoded_from: Option<String>,
+}
+
+impl RenditionStatus {
+    pub(super) fn of(
+        video: Option<&TrackConfig>,
+        audio: Option<(&AacConfig, Option<&str>)>,
+        ladder: Option<&StreamLadder>,
+    ) -> Vec<RenditionStatus> {
+        let mut out = Vec::new();
+        if let Some(v) = video {
+            out.push(RenditionStatus {
+                name: "source".into(),
+                codec: v.codec_string(),
+                width: v.video_size().map(|(width, _)| width),
+                height: v.video_size().map(|(_, height)| height),
+                frame_rate: v
+                    .frame_rate()
+                    .filter(|(_, den)| *den > 0)
+                    .map(|(num, den)| f64::from(num) / f64::from(den)),
+                sample_rate: None,
+                channels: None,
+                encode_fps: None,
+                dropped_frames: None,
+                lag_ms: None,
+                encoder: None,
+                decoder: ladder.map(|l| l.decoder.0),
+                fallback_reason: ladder.and_then(|l| l.decoder.1.clone()),
+                transcoded_from: None,
+            });
+        }
+        for (index, rung) in ladder.map_or(&[][..], |l| &l.rungs[..]).iter().enumerate() {
+            let stats = ladder
+                .and_then(|l| l.stats.get(index))
+                .copied()
+                .unwrap_or_default();
+            let (encoder, fallback_reason) = ladder
+                .and_then(|l| l.encoders.get(index))
+                .map_or((None, None), |(e, why)| (Some(*e), why.clone()));
+            out.push(RenditionStatus {
+                name: rung.name.clone(),
+                codec: rung.track.codec_string(),
+                width: rung.track.video_size().map(|(w, _)| w),
+                height: rung.track.video_size().map(|(_, h)| h),
+                frame_rate: rung
+                    .track
+                    .frame_rate()
+                    .filter(|(_, den)| *den > 0)
+                    .map(|(num, den)| f64::from(num) / f64::from(den)),
+                sample_rate: None,
+                channels: None,
+                // Two decimals are plenty for an operator, and keep the JSON short.
+                encode_fps: Some((stats.encoded_fps * 100.0).round() / 100.0),
+                dropped_frames: Some(stats.dropped_frames),
+                lag_ms: Some(u64::try_from(stats.lag_ticks.max(0) / 90).unwrap_or(0)),
+                encoder,
+                decoder: None,
+                fallback_reason,
+                transcoded_from: None,
+            });
+        }
+        if let Some((a, source)) = audio {
+            out.push(RenditionStatus {
+                name: "audio".into(),
+                codec: a.codec_string(),
+                width: None,
+                height: None,
+                frame_rate: None,
+                sample_rate: Some(a.sample_rate),
+                channels: Some(a.channels),
+                encode_fps: None,
+                dropped_frames: None,
+                lag_ms: None,
+                encoder: None,
+                decoder: None,
+                fallback_reason: None,
+                transcoded_from: source.map(str::to_owned),
+            });
+        }
+        out
+    }
+}
