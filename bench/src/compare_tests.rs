@@ -1,0 +1,69 @@
+//! Unit tests of compare-nginx's reports and parsing.
+
+use super::*;
+
+fn record(case: Case, server: Server, rps: f64, p99: f64, foreign: f64) -> RunRecord {
+    RunRecord {
+        case,
+        server,
+        round: 1,
+        requests_per_s: rps,
+        p99_ms: p99,
+        p50_ms: p99 / 2.0,
+        gbps: 1.0,
+        errors: 0,
+        wrk: None,
+        viewers: None,
+        cpu: CpuUsage {
+            foreign_cores: foreign,
+            ..CpuUsage::default()
+        },
+        requests_per_busy_server_core: rps,
+        requests_per_server_process_core: rps,
+        quiet_wait_s: 0.0,
+        noisy: foreign > 0.1,
+    }
+}
+
+#[test]
+fn medians_and_ratios() {
+    assert_eq!(median(&mut []), 0.0);
+    assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+    assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    let runs = vec![
+        record(Case::Seg1m, Server::Corecast, 3000.0, 90.0, 0.0),
+        record(Case::Seg1m, Server::Nginx, 2000.0, 180.0, 0.0),
+        record(Case::Seg1m, Server::Corecast, 4000.0, 80.0, 0.5),
+        record(Case::Seg1m, Server::Nginx, 2200.0, 170.0, 0.0),
+        record(Case::Seg1m, Server::Corecast, 3500.0, 100.0, 0.0),
+        record(Case::Seg1m, Server::Nginx, 1800.0, 200.0, 0.0),
+        record(Case::Playlist, Server::Corecast, 100.0, 1.0, 0.0),
+        record(Case::Playlist, Server::Nginx, 200.0, 2.0, 0.0),
+    ];
+    let cases = summarize_cases(&runs, &BTreeMap::new());
+    assert_eq!(cases.len(), 2);
+    let seg = &cases[0];
+    assert_eq!(seg.case, Case::Seg1m);
+    assert_eq!(seg.corecast.runs, 3);
+    assert_eq!(seg.corecast.clean_runs, 2);
+    assert_eq!(seg.corecast.requests_per_s, 3500.0);
+    assert_eq!(seg.corecast.clean_requests_per_s, Some(3250.0));
+    assert_eq!(seg.nginx.requests_per_s, 2000.0);
+    assert!((seg.requests_per_s_ratio - 1.75).abs() < 1e-12);
+    assert!((seg.p99_ratio - 90.0 / 180.0).abs() < 1e-12);
+    let playlist = &cases[1];
+    assert_eq!(playlist.requests_per_s_ratio, 0.5);
+    assert!(ratio(1.0, 0.0).is_nan());
+}
+
+#[test]
+fn nearest_segment() {
+    let segs = vec![
+        ("/a".to_string(), vec![0u8; 950_000]),
+        ("/b".to_string(), vec![0u8; 1_010_000]),
+        ("/c".to_string(), vec![0u8; 400_000]),
+    ];
+    assert_eq!(nearest(&segs, 1_000_000).map(|s| s.0.as_str()), Some("/b"));
+    assert_eq!(nearest(&segs, 100_000).map(|s| s.0.as_str()), Some("/c"));
+    assert!(nearest(&[], 1).is_none());
+}
