@@ -133,6 +133,10 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
     assert_eq!(api[3]["name"], "audio");
     // The same figures in /metrics, per rung.
     let metrics = server.api_get("/metrics").text();
+    assert!(
+        metrics.contains("corecast_stream_transcode_dropped_units_total{stream=\"cam\"} "),
+        "{metrics}"
+    );
     for (name, _, _) in &RENDITIONS[1..3] {
         for family in [
             "corecast_rung_encode_fps",

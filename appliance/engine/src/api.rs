@@ -228,6 +228,21 @@ fn render_metrics(
     }
     family(
         &mut out,
+        "corecast_stream_transcode_dropped_units_total",
+        "counter",
+        "Source units the stream's transcode worker had no room for (every rung misses them)",
+    );
+    for s in streams {
+        if let Some(dropped) = s.transcode_dropped_units {
+            let _ = writeln!(
+                out,
+                "corecast_stream_transcode_dropped_units_total{{stream=\"{}\"}} {dropped}",
+                s.name
+            );
+        }
+    }
+    family(
+        &mut out,
         "corecast_rung_encode_fps",
         "gauge",
         "Pictures a transcoded rung encoded per second over the last second",

@@ -829,6 +829,7 @@ impl StreamHub {
                     s.audio.as_ref().map(|a| (a, s.audio_source.as_deref())),
                     s.ladder.as_ref(),
                 ),
+                transcode_dropped_units: s.ladder.as_ref().map(|l| l.dropped_units),
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));

@@ -19,6 +19,10 @@ pub struct StreamStatus {
     /// Input bitrate over the last few seconds, in kbit/s.
     pub input_kbps: u64,
     pub renditions: Vec<RenditionStatus>,
+    /// While a ladder runs: source units its transcode worker had no room for (dropped before
+    /// decoding, so every rung misses them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcode_dropped_units: Option<u64>,
 }
 
 /// One rendition (rung) of a stream.
