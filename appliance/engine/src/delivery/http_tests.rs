@@ -104,6 +104,32 @@ fn absolute_form_and_options_star() {
 }
 
 #[test]
+fn paths_are_percent_decoded_after_the_query_is_cut_and_borrowed_without_escapes() {
+    let plain = parse(b"GET /live/demo/1.m4s?a=%41 HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert!(matches!(
+        plain.path,
+        std::borrow::Cow::Borrowed("/live/demo/1.m4s")
+    ));
+    let escaped = parse(b"GET /live/cam%201/index%2Em3u8?x HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(escaped.path, "/live/cam 1/index.m3u8");
+    // UTF-8 in escapes; %25 is a literal percent sign, not the start of another escape.
+    let utf8 = parse(b"GET /live/caf%C3%A9/%2541 HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(utf8.path, "/live/caf\u{e9}/%41");
+    for bad in [
+        &b"GET /live/%4 HTTP/1.1\r\nHost: e\r\n\r\n"[..],
+        b"GET /live/%zz/x HTTP/1.1\r\nHost: e\r\n\r\n",
+        b"GET /live/% HTTP/1.1\r\nHost: e\r\n\r\n",
+        b"GET /live/%FF%FE HTTP/1.1\r\nHost: e\r\n\r\n",
+    ] {
+        assert!(
+            matches!(parse_request(bad, LIMIT), Err(Rejection::BadRequest(_))),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
 fn persistence_rules() {
     assert!(!parse(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
     assert!(!parse(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, CLOSE\r\n\r\n").keep_alive);
@@ -122,7 +148,7 @@ fn pipelined_requests_parse_one_at_a_time() {
     assert_eq!(first.path, "/a");
     let rest = &input[first.head_len..];
     let second = parse(rest);
-    assert_eq!((second.method, second.path), (Method::Head, "/b"));
+    assert_eq!((second.method, &*second.path), (Method::Head, "/b"));
     assert_eq!(parse_request(&rest[second.head_len..], LIMIT), Ok(None));
 }
 

@@ -438,7 +438,7 @@ impl Worker {
                         Method::Get | Method::Head => self
                             .shared
                             .store
-                            .lookup_viewed(request.path, &mut conn.viewer),
+                            .lookup_viewed(&request.path, &mut conn.viewer),
                         _ => None,
                     };
                     // alloc: the head buffer grows on a connection's first responses only.
