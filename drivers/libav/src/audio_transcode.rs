@@ -329,11 +329,11 @@ impl AudioTranscoder {
                 continue;
             }
             let pts = self.next_pts.unwrap_or(0);
-            let channels: Vec<&[f32]> = self.planes.iter().map(|p| &p[..samples]).collect();
-            self.encoder.submit(&RawAudioFrame {
-                pts,
-                channels: &channels,
-            })?;
+            // At most two planes (the output is mono or stereo): no allocation per frame.
+            let plane = |i: usize| self.planes.get(i).and_then(|p| p.get(..samples));
+            let both = [plane(0).unwrap_or_default(), plane(1).unwrap_or_default()];
+            let channels = both.get(..self.planes.len().min(2)).unwrap_or_default();
+            self.encoder.submit(&RawAudioFrame { pts, channels })?;
             self.stats.samples += samples as u64;
             self.next_pts = Some(pts + samples as i64);
             self.collect()?;
