@@ -71,6 +71,7 @@ fn hevc_rungs_are_served_aligned_with_the_h264_rung() {
     assert_eq!(rendition("180p-hevc")["encoder"], "x265", "{status}");
     if no_driver {
         assert_eq!(source["decoder"], "cpu", "{source}");
+        assert_eq!(source["scaler"], "cpu", "{source}");
         assert!(
             source["fallback_reason"]
                 .as_str()

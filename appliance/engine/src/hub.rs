@@ -330,8 +330,9 @@ struct StreamLadder {
     rungs: Vec<Rendition>,
     /// Per rung: the encoder that runs it, and why an NVENC rung fell back to x264.
     encoders: Vec<(&'static str, Option<String>)>,
-    /// Where the source is decoded (`cpu`, `nvdec`), and why not on NVDEC when it was asked.
-    decoder: (&'static str, Option<String>),
+    /// Where the source is decoded (`cpu`, `nvdec`) and scaled (`cpu`, `gpu`), and why not on
+    /// the GPU when it was asked.
+    decoder: (&'static str, &'static str, Option<String>),
     /// Latest figures from the worker, by rung index.
     stats: Vec<RungStats>,
     /// The publisher is gone; its last segment waits for the ladder until then.
@@ -650,7 +651,11 @@ impl StreamHub {
                 DecodeDevice::Cpu => "cpu",
                 DecodeDevice::Nvdec { .. } => "nvdec",
             },
-            ladder.decoder_fallback_reason().map(str::to_owned),
+            if ladder.scales_on_gpu() { "gpu" } else { "cpu" },
+            ladder
+                .decoder_fallback_reason()
+                .or(ladder.gpu_scale_fallback_reason())
+                .map(str::to_owned),
         );
         if rungs.is_empty() {
             tracing::info!(stream = %stream, height = source.video_size().map_or(0, |(_, height)| height), "no rung fits under the source: passthrough only");

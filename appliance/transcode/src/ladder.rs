@@ -31,8 +31,10 @@ pub mod segment_clock;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use libav::{DecodeDevice, I420Picture, LibavError, Scaler, VideoDecoder, VideoDecoderSettings};
-use media::encode::RawVideoFrame;
+use libav::{
+    CudaScaler, DecodeDevice, DecodedPicture, I420Picture, LibavError, Scaler, VideoDecoder,
+    VideoDecoderSettings,
+};
 use media::{AccessUnit, AvcConfig, Codec, TrackConfig, VIDEO_TIMESCALE, rescale};
 use rung_encoder::RungVideoEncoder;
 use x264::X264Settings;
@@ -119,6 +121,9 @@ struct Rung {
     config: RungConfig,
     size: (u32, u32),
     scaler: Scaler,
+    /// Scales NVDEC's pictures without leaving the GPU; `None` when the ladder decodes on the
+    /// CPU or GPU scaling could not be set up.
+    gpu_scaler: Option<CudaScaler>,
     encoder: RungVideoEncoder,
     /// The encoder's codec parameters, fixed at open.
     track: TrackConfig,
@@ -139,6 +144,8 @@ pub struct Ladder {
     decoder: VideoDecoder,
     /// Why `decoder = "auto"` decodes on the CPU, if it does.
     decoder_fallback_reason: Option<String>,
+    /// Why a ladder decoding on NVDEC scales on the CPU, if it does.
+    gpu_scale_fallback_reason: Option<String>,
     /// The source track's codec (H.264 or HEVC): units of another codec are refused.
     source_codec: Codec,
     clock: SegmentClock,
@@ -225,6 +232,7 @@ impl Ladder {
                 config: rung.clone(),
                 size,
                 scaler,
+                gpu_scaler: None,
                 track: encoder.track_config(),
                 encoder,
                 fallback_reason,
@@ -236,6 +244,10 @@ impl Ladder {
                 encoded_fps: 0.0,
             });
         }
+        let gpu_scale_fallback_reason = match decoder.device() {
+            DecodeDevice::Nvdec { gpu } => attach_gpu_scalers(gpu, source_size, &mut rungs).err(),
+            DecodeDevice::Cpu => None,
+        };
         let target = rescale(
             i64::try_from(config.segment_target.as_millis()).unwrap_or(i64::MAX / 90),
             1000,
@@ -247,6 +259,7 @@ impl Ladder {
             source_size,
             decoder,
             decoder_fallback_reason,
+            gpu_scale_fallback_reason,
             source_codec: source.codec(),
             boundaries: VecDeque::new(),
             rungs,
@@ -264,6 +277,17 @@ impl Ladder {
     /// Where the source is decoded.
     pub fn decoder_device(&self) -> DecodeDevice {
         self.decoder.device()
+    }
+
+    /// Whether NVDEC's pictures are scaled on the GPU (every rung), so that only rung-size
+    /// pictures come back to system memory.
+    pub fn scales_on_gpu(&self) -> bool {
+        self.rungs.iter().all(|rung| rung.gpu_scaler.is_some()) && !self.rungs.is_empty()
+    }
+
+    /// Why a ladder that decodes on NVDEC scales on the CPU, if it does.
+    pub fn gpu_scale_fallback_reason(&self) -> Option<&str> {
+        self.gpu_scale_fallback_reason.as_deref()
     }
 
     /// Why `decoder = "auto"` decodes on the CPU (NVDEC unavailable here), if it does.
@@ -420,39 +444,51 @@ impl Ladder {
             finishing,
             ..
         } = self;
+        let on_gpu = rungs.iter().any(|rung| rung.gpu_scaler.is_some());
         loop {
-            let frame = match decoder.poll_frame() {
-                Ok(Some(frame)) => frame,
+            let polled = if on_gpu {
+                decoder.poll_picture()
+            } else {
+                decoder
+                    .poll_frame()
+                    .map(|frame| frame.map(DecodedPicture::System))
+            };
+            let picture = match polled {
+                Ok(Some(picture)) => picture,
                 Ok(None) => break,
                 Err(LibavError::CorruptUnit { .. }) => continue,
                 Err(other) => return Err(TranscodeError::Decoder(other)),
             };
-            if (frame.width, frame.height) != *source_size {
+            let (width, height, pts) = match &picture {
+                DecodedPicture::System(frame) => (frame.width, frame.height, frame.pts),
+                DecodedPicture::Gpu(gpu) => (gpu.width, gpu.height, gpu.pts),
+            };
+            if (width, height) != *source_size {
                 return Err(TranscodeError::SourceSizeChanged {
                     expected: *source_size,
-                    got: (frame.width, frame.height),
+                    got: (width, height),
                 });
             }
             stats.decoded_frames += 1;
             let mut starts_segment = false;
             while let Some(&boundary) = boundaries.front() {
-                if boundary > frame.pts {
+                if boundary > pts {
                     break;
                 }
-                if boundary < frame.pts {
+                if boundary < pts {
                     // That segment's first picture never came out: this one takes its IDR.
                     stats.misaligned_boundaries += 1;
                 }
                 starts_segment = true;
                 boundaries.pop_front();
             }
-            *newest_pts = Some(newest_pts.map_or(frame.pts, |n| n.max(frame.pts)));
+            *newest_pts = Some(newest_pts.map_or(pts, |n| n.max(pts)));
             for (index, rung) in rungs.iter_mut().enumerate() {
                 if *finishing && rung.queue.is_full() {
                     // The end of the stream is not a reason to lose frames: make room.
                     encode_one(rung, RungId(index), None, outputs)?;
                 }
-                queue_picture(rung, &frame, starts_segment)?;
+                queue_picture(rung, &picture, starts_segment)?;
             }
         }
         let decode = decoder.stats();
@@ -516,13 +552,20 @@ fn warn_decoder_fallback_once(reason: &str) {
 
 fn queue_picture(
     rung: &mut Rung,
-    frame: &RawVideoFrame<'_>,
+    picture: &DecodedPicture<'_>,
     starts_segment: bool,
 ) -> Result<(), TranscodeError> {
     let Reservation::Slot(mut slot) = rung.queue.reserve(starts_segment) else {
         return Ok(());
     };
-    let scaled = rung.scaler.scale_into(frame, &mut slot);
+    let scaled = match (picture, &mut rung.gpu_scaler) {
+        (DecodedPicture::System(frame), _) => rung.scaler.scale_into(frame, &mut slot),
+        (DecodedPicture::Gpu(gpu), Some(scaler)) => scaler.scale_into(gpu, &mut slot),
+        (DecodedPicture::Gpu(_), None) => Err(LibavError::Cuda {
+            call: "scale",
+            error: "a GPU picture reached a rung without a GPU scaler".into(),
+        }),
+    };
     if let Err(source) = scaled {
         rung.queue.recycle(slot);
         return Err(TranscodeError::Scaler {
@@ -532,6 +575,28 @@ fn queue_picture(
     }
     rung.queue.push(slot, starts_segment);
     Ok(())
+}
+
+/// Gives every rung a GPU scaler on `gpu`, or none of them (and the reason) if one cannot be
+/// set up: the ladder then downloads full pictures and scales them with swscale.
+fn attach_gpu_scalers(gpu: u32, source_size: (u32, u32), rungs: &mut [Rung]) -> Result<(), String> {
+    let scalers = rungs
+        .iter()
+        .map(|rung| CudaScaler::new(gpu, source_size, rung.size))
+        .collect::<Result<Vec<_>, _>>();
+    match scalers {
+        Ok(scalers) => {
+            for (rung, scaler) in rungs.iter_mut().zip(scalers) {
+                rung.gpu_scaler = Some(scaler);
+            }
+            Ok(())
+        }
+        Err(error) => {
+            let reason = error.to_string();
+            tracing::warn!(%reason, "GPU scaling unavailable: the ladder scales NVDEC's pictures on the CPU");
+            Err(reason)
+        }
+    }
 }
 
 fn encode_one(

@@ -6,7 +6,13 @@
 //! The input is made here, with no ffmpeg command line (the GPU machines have none): a moving
 //! synthetic picture encoded by x264 with B-frames and by x265.
 
-use libav::{DecodeDevice, VideoDecoder, VideoDecoderSettings, X265Encoder, X265Settings};
+use std::time::Duration;
+
+use corecast_transcode::{DecoderChoice, Ladder, LadderConfig, RungEncoder, RungId};
+use libav::{
+    CudaScaler, DecodeDevice, DecodedPicture, I420Picture, VideoDecoder, VideoDecoderSettings,
+    X265Encoder, X265Settings, box_scale_reference,
+};
 use media::encode::{RawVideoFrame, VideoEncoder};
 use media::{AccessUnit, TrackConfig};
 use x264::{X264Encoder, X264Settings};
@@ -119,13 +125,21 @@ fn hevc_source() -> (TrackConfig, Vec<AccessUnit>) {
     (config, encode(encoder))
 }
 
-/// Every picture of `units` decoded on `device`: (pts, I420 planes), and the decoder's GPU
-/// picture count.
-fn decode(
-    config: &TrackConfig,
-    units: &[AccessUnit],
-    device: DecodeDevice,
-) -> (Vec<(i64, [Vec<u8>; 3])>, u64) {
+/// A picture's pts and its tightly packed I420 planes.
+type Picture = (i64, [Vec<u8>; 3]);
+
+/// Tightly packed planes of `frame`.
+fn packed(frame: &RawVideoFrame<'_>) -> [Vec<u8>; 3] {
+    std::array::from_fn(|plane| {
+        let (w, h) = frame.plane_size(plane);
+        (0..h)
+            .flat_map(|row| frame.planes[plane][row * frame.strides[plane]..][..w].to_vec())
+            .collect()
+    })
+}
+
+/// Every picture of `units` decoded on `device`, and the decoder's GPU picture count.
+fn decode(config: &TrackConfig, units: &[AccessUnit], device: DecodeDevice) -> (Vec<Picture>, u64) {
     let mut decoder =
         VideoDecoder::with_device(config, VideoDecoderSettings { threads: 1 }, device)
             .expect("decoder");
@@ -183,4 +197,143 @@ fn nvdec_decodes_hevc_to_the_same_pictures_as_the_cpu() {
         let (config, units) = hevc_source();
         nvdec_matches_the_cpu(config, units);
     }
+}
+
+#[test]
+fn the_gpu_scaler_computes_the_cpu_reference_exactly() {
+    if !gpu_here() {
+        return;
+    }
+    let (config, units) = h264_source();
+    // NVDEC's pictures equal the CPU decoder's (the tests above), so the reference is computed
+    // from the CPU decoder's planes.
+    let (cpu, _) = decode(&config, &units, DecodeDevice::Cpu);
+    let targets = [(640, 360), (426, 240), (320, 180), (256, 144)];
+    let mut scalers: Vec<CudaScaler> = targets
+        .iter()
+        .map(|&target| CudaScaler::new(0, (WIDTH, HEIGHT), target).expect("GPU scaler"))
+        .collect();
+    let mut outputs: Vec<I420Picture> = targets
+        .iter()
+        .map(|&(w, h)| I420Picture::new(w, h).expect("picture"))
+        .collect();
+    let mut decoder = VideoDecoder::with_device(
+        &config,
+        VideoDecoderSettings { threads: 1 },
+        DecodeDevice::Nvdec { gpu: 0 },
+    )
+    .expect("NVDEC");
+    let mut scaled = 0;
+    let mut check = |decoder: &mut VideoDecoder| {
+        while let Some(picture) = decoder.poll_picture().expect("poll_picture") {
+            let DecodedPicture::Gpu(gpu) = picture else {
+                panic!("NVDEC gave a picture in system memory");
+            };
+            let (pts, source) = &cpu[scaled];
+            assert_eq!(gpu.pts, *pts);
+            for ((scaler, output), &(w, h)) in scalers.iter_mut().zip(&mut outputs).zip(&targets) {
+                scaler.scale_into(&gpu, output).expect("scale on the GPU");
+                assert_eq!(output.pts(), *pts);
+                let got = packed(&output.as_raw());
+                let (sw, sh) = (WIDTH as usize, HEIGHT as usize);
+                let (tw, th) = (w as usize, h as usize);
+                let mut expected = [
+                    vec![0; tw * th],
+                    vec![0; tw / 2 * th / 2],
+                    vec![0; tw / 2 * th / 2],
+                ];
+                box_scale_reference(&source[0], (sw, sh, sw), 1, &mut expected[0], (tw, th, tw));
+                for plane in 1..3 {
+                    box_scale_reference(
+                        &source[plane],
+                        (sw / 2, sh / 2, sw / 2),
+                        1,
+                        &mut expected[plane],
+                        (tw / 2, th / 2, tw / 2),
+                    );
+                }
+                for plane in 0..3 {
+                    assert!(
+                        got[plane] == expected[plane],
+                        "picture {scaled} at {w}x{h}, plane {plane}: the GPU differs from the reference"
+                    );
+                }
+            }
+            scaled += 1;
+        }
+    };
+    for unit in &units {
+        decoder.submit(unit).expect("submit");
+        check(&mut decoder);
+    }
+    decoder.flush().expect("flush");
+    check(&mut decoder);
+    assert_eq!(scaled, FRAMES);
+}
+
+#[test]
+fn a_ladder_decoding_on_nvdec_scales_on_the_gpu_with_the_same_idrs_as_on_the_cpu() {
+    if !gpu_here() {
+        return;
+    }
+    let (config, units) = h264_source();
+    let ladder_config = |decoder| {
+        let mut rungs = Vec::new();
+        for (name, height) in [("360p", 360), ("180p", 180)] {
+            let mut rung = LadderConfig::default().rungs[3].clone();
+            rung.name = name.into();
+            rung.height = height;
+            rung.preset = x264::X264Preset::Ultrafast;
+            rung.encoder = RungEncoder::X264;
+            rungs.push(rung);
+        }
+        LadderConfig {
+            rungs,
+            decoder,
+            segment_target: Duration::from_millis(800),
+            ..LadderConfig::default()
+        }
+    };
+    let mut keyframes = Vec::new();
+    for decoder in [DecoderChoice::Nvdec, DecoderChoice::Cpu] {
+        let mut ladder = Ladder::new(ladder_config(decoder), &config).expect("ladder");
+        assert_eq!(ladder.scales_on_gpu(), decoder == DecoderChoice::Nvdec);
+        assert_eq!(ladder.gpu_scale_fallback_reason(), None);
+        let mut out: Vec<Vec<AccessUnit>> = vec![Vec::new(), Vec::new()];
+        let mut now = Duration::ZERO;
+        for unit in &units {
+            now += Duration::from_millis(33);
+            ladder.handle_unit(unit).expect("handle_unit");
+            while ladder.encode_step(now).expect("encode_step") {}
+            while let Some((RungId(rung), unit)) = ladder.poll_output() {
+                out[rung].push(unit);
+            }
+        }
+        ladder.finish().expect("finish");
+        while ladder.encode_step(now).expect("encode_step") {}
+        while let Some((RungId(rung), unit)) = ladder.poll_output() {
+            out[rung].push(unit);
+        }
+        assert_eq!(ladder.stats().decoded_frames, FRAMES as u64);
+        for rung in &out {
+            assert_eq!(rung.len(), FRAMES, "{decoder:?}: every picture encoded");
+        }
+        let idrs: Vec<Vec<i64>> = out
+            .iter()
+            .map(|rung| rung.iter().filter(|u| u.keyframe).map(|u| u.pts).collect())
+            .collect();
+        assert_eq!(
+            idrs[0], idrs[1],
+            "{decoder:?}: both rungs have IDRs at the same pts"
+        );
+        assert!(
+            idrs[0].len() > 1,
+            "{decoder:?}: segment boundaries forced IDRs"
+        );
+        keyframes.push(idrs[0].clone());
+    }
+    assert_eq!(
+        keyframes[0], keyframes[1],
+        "NVDEC + GPU scaling keeps the CPU ladder's IDRs"
+    );
 }

@@ -42,6 +42,7 @@ use ffmpeg_next::{codec, decoder, frame};
 use media::encode::RawVideoFrame;
 use media::{AccessUnit, Codec, TrackConfig};
 
+use crate::cuda_scale::GpuPicture;
 use crate::nvdec::{CudaDevice, DownloadedPicture, download};
 use crate::{LibavError, quiet_logging};
 
@@ -68,6 +69,13 @@ pub enum DecodeDevice {
     Cpu,
     /// NVDEC on CUDA device `gpu`, through libavcodec's CUDA hwaccel.
     Nvdec { gpu: u32 },
+}
+
+/// A decoded picture from [`VideoDecoder::poll_picture`]: in system memory, or still on the GPU.
+#[derive(Debug)]
+pub enum DecodedPicture<'a> {
+    System(RawVideoFrame<'a>),
+    Gpu(GpuPicture<'a>),
 }
 
 /// Counters of one decoder since it was opened.
@@ -150,7 +158,7 @@ impl VideoDecoder {
         set_extradata(&mut context, record)?;
         if let DecodeDevice::Nvdec { gpu } = device {
             // SAFETY: the context is allocated and not open yet.
-            unsafe { CudaDevice::attach_shared(gpu, context.as_mut_ptr())? };
+            unsafe { CudaDevice::shared(gpu)?.attach(context.as_mut_ptr()) };
         }
         // err_recognition stays at its default (no AV_EF_EXPLODE): with it, one damaged slice
         // also fails the units that reference it, up to the next IDR (seen in the tests), so a
@@ -267,8 +275,67 @@ impl VideoDecoder {
     }
 
     /// The next decoded picture in presentation order, `Ok(None)` when none is ready. The frame
-    /// borrows the decoder's buffer until the next call.
+    /// borrows the decoder's buffer until the next call. A picture NVDEC decoded is copied to
+    /// system memory first; [`Self::poll_picture`] leaves it on the GPU.
     pub fn poll_frame(&mut self) -> Result<Option<RawVideoFrame<'_>>, LibavError> {
+        let Some((on_gpu, pts)) = self.receive()? else {
+            return Ok(None);
+        };
+        if on_gpu {
+            // SAFETY: a decoded CUDA frame, and our own staging frame that nothing else holds.
+            unsafe {
+                download(
+                    self.frame.as_ptr(),
+                    self.download_staging.as_mut_ptr(),
+                    &mut self.downloaded,
+                )?;
+            }
+            let picture = &self.downloaded;
+            let (width, chroma_width) =
+                (picture.width as usize, picture.width.div_ceil(2) as usize);
+            return Ok(Some(RawVideoFrame {
+                width: picture.width,
+                height: picture.height,
+                pts,
+                planes: [&picture.planes[0], &picture.planes[1], &picture.planes[2]],
+                strides: [width, chroma_width, chroma_width],
+            }));
+        }
+        Ok(Some(self.system_frame(pts)))
+    }
+
+    /// As [`Self::poll_frame`], but a picture NVDEC decoded stays in GPU memory
+    /// ([`DecodedPicture::Gpu`], for [`crate::CudaScaler`]); one decoded in software (a stream
+    /// the GPU cannot take, or a CPU decoder) is [`DecodedPicture::System`].
+    pub fn poll_picture(&mut self) -> Result<Option<DecodedPicture<'_>>, LibavError> {
+        let Some((on_gpu, pts)) = self.receive()? else {
+            return Ok(None);
+        };
+        if on_gpu {
+            // SAFETY: a decoded CUDA frame with its frames context, left untouched until the next
+            // receive, which needs `&mut self` and so ends this borrow.
+            let picture = unsafe { GpuPicture::of_frame(self.frame.as_ptr(), pts)? };
+            return Ok(Some(DecodedPicture::Gpu(picture)));
+        }
+        Ok(Some(DecodedPicture::System(self.system_frame(pts))))
+    }
+
+    /// The frame just received, decoded in software, as an I420 picture.
+    fn system_frame(&self, pts: i64) -> RawVideoFrame<'_> {
+        let frame = &self.frame;
+        RawVideoFrame {
+            width: frame.width(),
+            height: frame.height(),
+            pts,
+            // `receive` checked the format: three planes, so `data` cannot go out of bounds.
+            planes: [frame.data(0), frame.data(1), frame.data(2)],
+            strides: [frame.stride(0), frame.stride(1), frame.stride(2)],
+        }
+    }
+
+    /// Receives the next picture into `self.frame`, checks its format and counts it: whether
+    /// it is on the GPU, and its pts.
+    fn receive(&mut self) -> Result<Option<(bool, i64)>, LibavError> {
         match self.decoder.receive_frame(&mut self.frame) {
             Ok(()) => {}
             Err(ffmpeg_next::Error::Eof) => return Ok(None),
@@ -287,16 +354,6 @@ impl VideoDecoder {
         // SAFETY: receive_frame succeeded, so the frame points to a valid AVFrame.
         let on_gpu =
             unsafe { (*self.frame.as_ptr()).format } == ffi::AVPixelFormat::AV_PIX_FMT_CUDA as i32;
-        if on_gpu {
-            // SAFETY: a decoded CUDA frame, and our own staging frame that nothing else holds.
-            unsafe {
-                download(
-                    self.frame.as_ptr(),
-                    self.download_staging.as_mut_ptr(),
-                    &mut self.downloaded,
-                )?;
-            }
-        }
         let format = self.frame.format();
         if !on_gpu && !matches!(format, Pixel::YUV420P | Pixel::YUVJ420P) {
             return Err(LibavError::UnsupportedPixelFormat(format!("{format:?}")));
@@ -318,27 +375,7 @@ impl VideoDecoder {
             .pts()
             .filter(|&pts| pts != ffi::AV_NOPTS_VALUE)
             .unwrap_or(best_effort);
-        if on_gpu {
-            let picture = &self.downloaded;
-            let (width, chroma_width) =
-                (picture.width as usize, picture.width.div_ceil(2) as usize);
-            return Ok(Some(RawVideoFrame {
-                width: picture.width,
-                height: picture.height,
-                pts,
-                planes: [&picture.planes[0], &picture.planes[1], &picture.planes[2]],
-                strides: [width, chroma_width, chroma_width],
-            }));
-        }
-        let frame = &self.frame;
-        Ok(Some(RawVideoFrame {
-            width: frame.width(),
-            height: frame.height(),
-            pts,
-            // The format check above means three planes, so `data` cannot go out of bounds.
-            planes: [frame.data(0), frame.data(1), frame.data(2)],
-            strides: [frame.stride(0), frame.stride(1), frame.stride(2)],
-        }))
+        Ok(Some((on_gpu, pts)))
     }
 
     /// No more units: later [`Self::poll_frame`] calls return the pictures still held back for

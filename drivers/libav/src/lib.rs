@@ -12,6 +12,8 @@
 //!   key frame by restarting the encoder (FFmpeg 5.1 ignores `pict_type` there; see its docs).
 //! - [`X265Encoder`]: HEVC with x265 through libavcodec's `libx265`, zero latency, IDRs where
 //!   the caller forces them (`forced-idr`).
+//! - [`CudaScaler`]: NVDEC's pictures scaled on the GPU by our own box-filter kernel, so only
+//!   rung-size pictures come back to system memory.
 //! - [`Scaler`]: libswscale resampling of I420 pictures into reusable [`I420Picture`]s, one per
 //!   rung size.
 //!
@@ -21,6 +23,7 @@
 
 mod aac;
 mod audio_transcode;
+mod cuda_scale;
 mod decode;
 mod nvdec;
 mod scale;
@@ -31,9 +34,10 @@ pub use aac::{AacEncoder, AacSettings};
 pub use audio_transcode::{
     AudioTranscodeStats, AudioTranscoder, AudioTranscoderSettings, SourceAudioCodec,
 };
+pub use cuda_scale::{CudaScaler, GpuPicture, box_scale_reference};
 pub use decode::{
-    DecodeDevice, DecodeStats, MAX_DECODE_THREADS, VideoDecoder, VideoDecoderSettings,
-    check_length_prefixed,
+    DecodeDevice, DecodeStats, DecodedPicture, MAX_DECODE_THREADS, VideoDecoder,
+    VideoDecoderSettings, check_length_prefixed,
 };
 pub use nvdec::{NVDEC_LIBRARIES, nvdec_check};
 pub use scale::{I420Picture, ScaleFilter, Scaler};
@@ -125,6 +129,9 @@ pub enum LibavError {
     /// NVDEC cannot be used here (no driver, no GPU): the caller may decode on the CPU.
     #[error("NVDEC unavailable: {reason}")]
     NvdecUnavailable { reason: String },
+    /// A CUDA driver call failed (GPU scaling): the call and the driver's error name.
+    #[error("CUDA {call} failed: {error}")]
+    Cuda { call: &'static str, error: String },
     #[error("plane {plane} of the picture is shorter than its rows at its stride")]
     PlaneTooSmall { plane: usize },
 }

@@ -76,17 +76,11 @@ pub(crate) struct CudaDevice {
 unsafe impl Send for CudaDevice {}
 
 impl CudaDevice {
-    /// Gives the decoder `context` a reference to the process's CUDA device for GPU `gpu`
-    /// (opened at the first call, then shared: a CUDA context costs hundreds of MB of GPU memory
-    /// and tens of ms, so every decoder on one GPU uses the same one) and the callback that
-    /// picks CUDA frames.
-    ///
-    /// # Safety
-    /// `context` must point to an allocated decoder context that is not open yet.
-    pub(crate) unsafe fn attach_shared(
-        gpu: u32,
-        context: *mut ffi::AVCodecContext,
-    ) -> Result<(), LibavError> {
+    /// A reference to the process's CUDA device for GPU `gpu`, opened at the first call and then
+    /// shared: a CUDA context costs hundreds of MB of GPU memory and tens of ms, so every decoder
+    /// and GPU scaler on one GPU uses the same one (and the scalers can read the decoders'
+    /// surfaces).
+    pub(crate) fn shared(gpu: u32) -> Result<CudaDevice, LibavError> {
         static DEVICES: Mutex<Vec<(u32, CudaDevice)>> = Mutex::new(Vec::new());
         let mut devices = DEVICES.lock().unwrap_or_else(PoisonError::into_inner);
         let index = match devices.iter().position(|(index, _)| *index == gpu) {
@@ -97,8 +91,33 @@ impl CudaDevice {
                 devices.len() - 1
             }
         };
-        // SAFETY: the caller's guarantee, passed on.
-        unsafe { devices[index].1.attach(context) }
+        devices[index].1.new_reference()
+    }
+
+    /// Another owned reference to the same device.
+    fn new_reference(&self) -> Result<CudaDevice, LibavError> {
+        // SAFETY: `self.reference` is a live device reference; av_buffer_ref returns a new one
+        // (or null on allocation failure).
+        let reference = unsafe { ffi::av_buffer_ref(self.reference) };
+        if reference.is_null() {
+            return Err(LibavError::Ffmpeg {
+                call: "av_buffer_ref (CUDA device)",
+                source: ffmpeg_next::Error::from(ffi::AVERROR(ffi::ENOMEM)),
+            });
+        }
+        Ok(CudaDevice { reference })
+    }
+
+    /// The CUDA context FFmpeg created for the device (`AVCUDADeviceContext::cuda_ctx`).
+    pub(crate) fn cuda_context(&self) -> *mut std::ffi::c_void {
+        // SAFETY: a live reference to a device context of type CUDA, whose hwctx is an
+        // AVCUDADeviceContext.
+        unsafe {
+            let device = &*((*self.reference).data as *const ffi::AVHWDeviceContext);
+            (*(device.hwctx as *const ffi::AVCUDADeviceContext))
+                .cuda_ctx
+                .cast()
+        }
     }
 
     /// Opens GPU `gpu`, or says why it cannot be used.
@@ -129,32 +148,21 @@ impl CudaDevice {
         Ok(CudaDevice { reference })
     }
 
-    /// Gives the decoder context its own reference to the device and the callback that picks
+    /// Gives the decoder context this reference to the device and the callback that picks
     /// CUDA frames. Call before `avcodec_open2`.
     ///
     /// # Safety
     /// `context` must point to an allocated decoder context that is not open yet.
-    pub(crate) unsafe fn attach(
-        &self,
-        context: *mut ffi::AVCodecContext,
-    ) -> Result<(), LibavError> {
-        // SAFETY: `self.reference` is a live device reference; av_buffer_ref returns a new one
-        // (or null on allocation failure).
-        let reference = unsafe { ffi::av_buffer_ref(self.reference) };
-        if reference.is_null() {
-            return Err(LibavError::Ffmpeg {
-                call: "av_buffer_ref (CUDA device)",
-                source: ffmpeg_next::Error::from(ffi::AVERROR(ffi::ENOMEM)),
-            });
-        }
+    pub(crate) unsafe fn attach(self, context: *mut ffi::AVCodecContext) {
+        let reference = self.reference;
+        std::mem::forget(self);
         // SAFETY: the caller guarantees an allocated, unopened context; it takes ownership of
-        // the new reference and frees it with the context. The callback has the exact C
-        // signature libavcodec calls.
+        // the reference (forgotten above, so not unreferenced twice) and frees it with the
+        // context. The callback has the exact C signature libavcodec calls.
         unsafe {
             (*context).hw_device_ctx = reference;
             (*context).get_format = Some(pick_cuda_format);
         }
-        Ok(())
     }
 }
 

@@ -88,6 +88,14 @@ impl I420Picture {
         self.frame.set_pts(Some(pts));
     }
 
+    /// Plane `index` (0 = Y, 1 = U, 2 = V) to write into: its first byte and its stride. It
+    /// holds the plane's rows (`width`, or `ceil(width / 2)` for chroma, bytes each) at that
+    /// stride.
+    pub(crate) fn plane_mut(&mut self, index: usize) -> (*mut u8, usize) {
+        let stride = self.frame.stride(index);
+        (self.frame.data_mut(index).as_mut_ptr(), stride)
+    }
+
     /// The picture as an encoder input.
     pub fn as_raw(&self) -> RawVideoFrame<'_> {
         let frame = &self.frame;
@@ -258,7 +266,7 @@ fn scale_frame(
     Ok(())
 }
 
-fn check_size(what: &'static str, width: u32, height: u32) -> Result<(), LibavError> {
+pub(crate) fn check_size(what: &'static str, width: u32, height: u32) -> Result<(), LibavError> {
     let valid = |v: u32| (2..=16384).contains(&v) && v.is_multiple_of(2);
     if valid(width) && valid(height) {
         Ok(())

@@ -55,8 +55,13 @@ pub struct RenditionStatus {
     /// The source, while a ladder runs: where it is decoded (`cpu`, `nvdec`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decoder: Option<&'static str>,
+    /// The source, while a ladder runs: where its pictures are scaled to the rung sizes
+    /// (`gpu` after NVDEC, else `cpu`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaler: Option<&'static str>,
     /// Transcoded rungs asking for NVENC that run on their CPU encoder, and a source asking for
-    /// NVDEC (`decoder = "auto"` with an NVENC rung) that is decoded on the CPU: why.
+    /// NVDEC (`decoder = "auto"` with an NVENC rung) that is decoded on the CPU, or decoded by NVDEC
+    /// and scaled on the CPU: why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
     /// The audio rendition, when the source's audio was not AAC: what it was
@@ -89,7 +94,8 @@ impl RenditionStatus {
                 lag_ms: None,
                 encoder: None,
                 decoder: ladder.map(|l| l.decoder.0),
-                fallback_reason: ladder.and_then(|l| l.decoder.1.clone()),
+                scaler: ladder.map(|l| l.decoder.1),
+                fallback_reason: ladder.and_then(|l| l.decoder.2.clone()),
                 transcoded_from: None,
             });
         }
@@ -119,6 +125,7 @@ impl RenditionStatus {
                 lag_ms: Some(u64::try_from(stats.lag_ticks.max(0) / 90).unwrap_or(0)),
                 encoder,
                 decoder: None,
+                scaler: None,
                 fallback_reason,
                 transcoded_from: None,
             });
@@ -137,6 +144,7 @@ impl RenditionStatus {
                 lag_ms: None,
                 encoder: None,
                 decoder: None,
+                scaler: None,
                 fallback_reason: None,
                 transcoded_from: source.map(str::to_owned),
             });
