@@ -65,6 +65,8 @@ pub struct TranscodeSection {
     pub decoder_threads: u32,
     /// `auto` (NVDEC when available, else the CPU), `cpu`, or `nvdec` (NVDEC or no ladder).
     pub decoder: String,
+    /// CUDA device of NVDEC, GPU scaling and NVENC rungs.
+    pub gpu: u32,
     pub encoder_threads: u32,
     pub queue_frames: usize,
     /// Transcode worker threads (0: automatic, from the core plan).
@@ -97,6 +99,7 @@ impl Default for TranscodeSection {
             passthrough_streams: t.passthrough_streams,
             decoder_threads: t.decoder_threads,
             decoder: t.decoder.name().to_owned(),
+            gpu: t.gpu,
             encoder_threads: t.encoder_threads,
             queue_frames: t.queue_frames,
             workers: t.workers,
@@ -430,6 +433,12 @@ impl TranscodeSection {
                 self.queue_frames
             )));
         }
+        if self.gpu > 63 {
+            return Err(invalid(format!(
+                "transcode.gpu = {}: must be a CUDA device number 0..=63 (nvidia-smi lists them)",
+                self.gpu
+            )));
+        }
         let decoder = DecoderChoice::from_name(&self.decoder).ok_or_else(|| {
             invalid(format!(
                 "transcode.decoder = {:?}: use auto, cpu or nvdec",
@@ -442,6 +451,7 @@ impl TranscodeSection {
             passthrough_streams: self.passthrough_streams.clone(),
             decoder_threads: self.decoder_threads,
             decoder,
+            gpu: self.gpu,
             encoder_threads: self.encoder_threads,
             queue_frames: self.queue_frames,
             workers: self.workers,

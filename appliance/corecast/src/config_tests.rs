@@ -332,6 +332,24 @@ fn transcode_section_is_read_and_checked() {
         .and_then(|c| c.into_engine_config("c"))
         .expect("valid");
     assert_eq!(nvdec.hub.transcode.decoder, DecoderChoice::Nvdec);
+    assert_eq!(defaults.hub.transcode.gpu, 0);
+    let second_gpu = ConfigFile::parse("[transcode]\ngpu = 1", "c")
+        .and_then(|c| c.into_engine_config("c"))
+        .expect("valid");
+    assert_eq!(second_gpu.hub.transcode.gpu, 1);
+    assert_eq!(
+        second_gpu
+            .hub
+            .transcode
+            .ladder_config(std::time::Duration::from_secs(2))
+            .gpu,
+        1
+    );
+    let err = ConfigFile::parse("[transcode]\ngpu = 64", "c")
+        .and_then(|c| c.into_engine_config("c"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("transcode.gpu = 64"), "{err}");
     assert_eq!(
         av1("codec = \"av1\"\nencoder = \"rav1e\"\nav1_preset = 8"),
         RungEncoder::Rav1e { speed: 8 }

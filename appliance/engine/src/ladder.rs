@@ -40,6 +40,8 @@ pub struct TranscodeConfig {
     /// Where each ladder decodes its source: NVDEC when available (`auto`), the CPU, or NVDEC
     /// or no ladder.
     pub decoder: DecoderChoice,
+    /// The CUDA device of every ladder's NVDEC, GPU scaling and NVENC rungs.
+    pub gpu: u32,
     /// x264 threads per rung.
     pub encoder_threads: u32,
     /// Scaled pictures a rung may hold before it drops frames.
@@ -61,6 +63,7 @@ impl Default for TranscodeConfig {
             passthrough_streams: Vec::new(),
             decoder_threads: ladder.decoder_threads,
             decoder: ladder.decoder,
+            gpu: ladder.gpu,
             encoder_threads: ladder.encoder_threads,
             queue_frames: ladder.queue_frames,
             inbox_depth: 512,
@@ -91,6 +94,7 @@ impl TranscodeConfig {
             segment_target,
             decoder_threads: self.decoder_threads,
             decoder: self.decoder,
+            gpu: self.gpu,
             encoder_threads: self.encoder_threads,
             queue_frames: self.queue_frames,
             ..LadderConfig::default()

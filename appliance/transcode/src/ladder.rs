@@ -227,7 +227,7 @@ impl Ladder {
                 keyint_max: None,
                 threads: config.encoder_threads,
             };
-            let (encoder, fallback_reason) = RungVideoEncoder::open(rung, x264)?;
+            let (encoder, fallback_reason) = RungVideoEncoder::open(rung, x264, config.gpu)?;
             rungs.push(Rung {
                 config: rung.clone(),
                 size,
@@ -507,7 +507,7 @@ fn open_decoder(
     let settings = VideoDecoderSettings {
         threads: config.decoder_threads,
     };
-    let gpu = DecodeDevice::Nvdec { gpu: 0 };
+    let gpu = DecodeDevice::Nvdec { gpu: config.gpu };
     let cpu = |reason| {
         VideoDecoder::new(source, settings.clone())
             .map(|decoder| (decoder, reason))

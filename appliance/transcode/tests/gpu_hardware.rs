@@ -337,3 +337,18 @@ fn a_ladder_decoding_on_nvdec_scales_on_the_gpu_with_the_same_idrs_as_on_the_cpu
         "NVDEC + GPU scaling keeps the CPU ladder's IDRs"
     );
 }
+
+#[test]
+fn a_ladder_on_a_gpu_that_is_not_there_is_refused_with_the_reason() {
+    if !gpu_here() {
+        return;
+    }
+    let (config, _) = h264_source();
+    let ladder = LadderConfig {
+        decoder: DecoderChoice::Nvdec,
+        gpu: 63,
+        ..LadderConfig::default()
+    };
+    let error = Ladder::new(ladder, &config).unwrap_err().to_string();
+    assert!(error.contains("CUDA device 63 did not open"), "{error}");
+}

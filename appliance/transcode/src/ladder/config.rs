@@ -260,6 +260,9 @@ pub struct LadderConfig {
     pub decoder_threads: u32,
     /// Where the source is decoded.
     pub decoder: DecoderChoice,
+    /// The CUDA device (ordinal, as `nvidia-smi` numbers them) of NVDEC, the GPU scaler and
+    /// every NVENC rung of the ladder.
+    pub gpu: u32,
     /// x264 threads per rung.
     pub encoder_threads: u32,
     /// x264 `tune=zerolatency` (no B-frames, no lookahead): one unit out per picture in.
@@ -284,6 +287,7 @@ impl Default for LadderConfig {
             segment_target: Duration::from_secs(2),
             decoder_threads: 1,
             decoder: DecoderChoice::Auto,
+            gpu: 0,
             encoder_threads: 1,
             zerolatency: true,
             scale_filter: ScaleFilter::Bicubic,

@@ -32,6 +32,7 @@ impl RungVideoEncoder {
     pub(super) fn open(
         rung: &RungConfig,
         x264: X264Settings,
+        gpu: u32,
     ) -> Result<(RungVideoEncoder, Option<String>), TranscodeError> {
         let codec = match rung.encoder {
             RungEncoder::Nvenc { codec } => codec,
@@ -42,7 +43,7 @@ impl RungVideoEncoder {
             RungCodec::Hevc => NvencCodec::Hevc,
             RungCodec::Av1 => NvencCodec::Av1,
         };
-        match NvencEncoder::with_codec(nvenc_codec, nvenc_settings(rung, &x264)) {
+        match NvencEncoder::with_codec(nvenc_codec, nvenc_settings(rung, &x264, gpu)) {
             Ok(encoder) => Ok((RungVideoEncoder::Nvenc(Box::new(encoder)), None)),
             Err(NvencError::Unavailable { reason }) => match rung.fallback {
                 GpuFallback::Cpu => {
@@ -272,7 +273,8 @@ pub fn x265_settings(x264: &X264Settings) -> X265Settings {
 
 /// The NVENC settings of a rung: the x264 rung's size, frame rate, rates and profile, with the
 /// rung's NVENC preset; `zerolatency` maps to NVENC's low-latency tuning.
-pub fn nvenc_settings(rung: &RungConfig, x264: &X264Settings) -> NvencSettings {
+/// NVENC settings for `rung` on CUDA device `gpu`, from the rung's x264 settings.
+pub fn nvenc_settings(rung: &RungConfig, x264: &X264Settings, gpu: u32) -> NvencSettings {
     NvencSettings {
         width: x264.width,
         height: x264.height,
@@ -292,7 +294,7 @@ pub fn nvenc_settings(rung: &RungConfig, x264: &X264Settings) -> NvencSettings {
             X264Profile::Main => NvencProfile::Main,
             X264Profile::High => NvencProfile::High,
         },
-        gpu: 0,
+        gpu,
     }
 }
 
