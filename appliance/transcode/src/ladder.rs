@@ -513,18 +513,18 @@ fn open_decoder(
             .map(|decoder| (decoder, reason))
             .map_err(TranscodeError::Decoder)
     };
-    // Under "auto" only a ladder that already runs on the GPU (an NVENC rung) decodes there:
-    // the frames go to NVENC anyway, while an all-CPU ladder gains little from a GPU decode
-    // whose pictures must be copied back, and keeps working on a box whose driver misbehaves.
+    // "auto" decodes every ladder on NVDEC where it can: with the pictures scaled on the GPU
+    // too, a 1080p picture costs the CPU about a thirteenth of decode + swscale (measured on an
+    // H100, docs/capacity.md), which x264 rungs then have. Only a ladder with an NVENC rung
+    // asked for the GPU, so only its status reports the CPU decode as a fallback.
     let gpu_ladder = config.rungs.iter().any(|rung| rung.encoder.is_gpu());
     match config.decoder {
         DecoderChoice::Cpu => cpu(None),
-        DecoderChoice::Auto if !gpu_ladder => cpu(None),
         choice => match VideoDecoder::with_device(source, settings.clone(), gpu) {
             Ok(decoder) => Ok((decoder, None)),
             Err(LibavError::NvdecUnavailable { reason }) if choice == DecoderChoice::Auto => {
                 warn_decoder_fallback_once(&reason);
-                cpu(Some(reason))
+                cpu(gpu_ladder.then_some(reason))
             }
             Err(LibavError::NvdecUnavailable { reason }) => {
                 Err(TranscodeError::GpuDecoderUnavailable { reason })

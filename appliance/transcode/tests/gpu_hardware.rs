@@ -272,7 +272,7 @@ fn the_gpu_scaler_computes_the_cpu_reference_exactly() {
 }
 
 #[test]
-fn a_ladder_decoding_on_nvdec_scales_on_the_gpu_with_the_same_idrs_as_on_the_cpu() {
+fn a_ladder_of_x264_rungs_decodes_and_scales_on_the_gpu_with_the_same_idrs_as_on_the_cpu() {
     if !gpu_here() {
         return;
     }
@@ -295,9 +295,9 @@ fn a_ladder_decoding_on_nvdec_scales_on_the_gpu_with_the_same_idrs_as_on_the_cpu
         }
     };
     let mut keyframes = Vec::new();
-    for decoder in [DecoderChoice::Nvdec, DecoderChoice::Cpu] {
+    for decoder in [DecoderChoice::Auto, DecoderChoice::Cpu] {
         let mut ladder = Ladder::new(ladder_config(decoder), &config).expect("ladder");
-        assert_eq!(ladder.scales_on_gpu(), decoder == DecoderChoice::Nvdec);
+        assert_eq!(ladder.scales_on_gpu(), decoder == DecoderChoice::Auto);
         assert_eq!(ladder.gpu_scale_fallback_reason(), None);
         let mut out: Vec<Vec<AccessUnit>> = vec![Vec::new(), Vec::new()];
         let mut now = Duration::ZERO;

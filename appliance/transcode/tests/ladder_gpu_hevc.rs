@@ -117,7 +117,8 @@ fn decoder_auto_decodes_on_the_cpu_without_nvdec_and_says_why() {
     assert_eq!(ladder.stats().decoded_frames, frames as u64);
     assert_eq!(ladder.stats().corrupt_units, 0);
 
-    // "cpu" never asks for the GPU, and neither does "auto" for a ladder of CPU encoders.
+    // "cpu" never asks for the GPU. "auto" uses it for a ladder of CPU encoders too, but
+    // decoding such a ladder on the CPU is no fallback: nothing asked for the GPU.
     for decoder in [DecoderChoice::Cpu, DecoderChoice::Auto] {
         let cpu = LadderConfig {
             rungs: vec![rung("180p", RungEncoder::X264)],
@@ -125,8 +126,14 @@ fn decoder_auto_decodes_on_the_cpu_without_nvdec_and_says_why() {
             ..LadderConfig::default()
         };
         let ladder = Ladder::new(cpu, &TrackConfig::Avc(media.video.clone())).expect("ladder");
-        assert_eq!(ladder.decoder_device(), DecodeDevice::Cpu, "{decoder:?}");
+        let expected = if decoder == DecoderChoice::Auto && nvdec_unavailable().is_none() {
+            DecodeDevice::Nvdec { gpu: 0 }
+        } else {
+            DecodeDevice::Cpu
+        };
+        assert_eq!(ladder.decoder_device(), expected, "{decoder:?}");
         assert_eq!(ladder.decoder_fallback_reason(), None, "{decoder:?}");
+        assert_eq!(ladder.scales_on_gpu(), expected != DecodeDevice::Cpu);
     }
 }
 

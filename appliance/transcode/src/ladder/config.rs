@@ -186,8 +186,10 @@ pub enum GpuFallback {
 /// Where the ladder decodes its source (`[transcode] decoder = "auto" | "cpu" | "nvdec"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecoderChoice {
-    /// For a ladder with an NVENC rung: NVDEC where it can be set up, else libavcodec on the
-    /// CPU (the reason logged once). A ladder of CPU encoders decodes on the CPU.
+    /// NVDEC (and GPU scaling) where it can be set up, else libavcodec on the CPU (the reason
+    /// logged once, and reported as a fallback for a ladder with an NVENC rung, which asked
+    /// for the GPU; for a ladder of CPU encoders on a box without a GPU the CPU is simply the
+    /// place).
     Auto,
     Cpu,
     /// NVDEC or no ladder ([`TranscodeError::GpuDecoderUnavailable`]), like an NVENC rung with
