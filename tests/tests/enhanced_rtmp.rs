@@ -271,37 +271,59 @@ const X265: [&str; 8] = [
 
 #[test]
 fn an_hevc_source_also_gets_the_h264_ladder_when_transcoding_is_on() {
-    let temp = TempDir::new("ertmp-hevc-ladder");
-    let dir = temp.path();
-    let media = encode(dir, "x265", &X265, "640x360", "4");
-    let server = server(LADDER);
-    EnhancedRtmpPublisher::publish(server.rtmp, "live", "hevcladder").publish_media(&media);
-
-    // The rung: H.264 made from the HEVC source, at 120 px and the source's 16:9.
-    let rung = dir.join("rung.mp4");
-    let playlist = download_ended(&server, "hevcladder", "120p", &rung);
-    assert!(playlist.segments.len() >= 3, "{:?}", playlist.segments);
-    let stream = video_stream(rung.to_str().unwrap());
-    assert_eq!(stream["codec_name"], "h264");
-    assert_eq!(
-        (stream["width"].as_i64(), stream["height"].as_i64()),
-        (Some(214), Some(120))
-    );
-    assert_decodes(&rung);
-    // H.264-only players find the rung; HEVC players still get the source.
-    let text = server.get("/live/hevcladder/index.m3u8").text();
-    let variants: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+    // 8-bit Main, and Main 10 (HEVC cameras often send it): the ladder converts 10-bit
+    // pictures to 8-bit 4:2:0 before scaling.
+    let main10: Vec<&str> = X265
+        .iter()
+        .copied()
+        .chain(["-pix_fmt", "yuv420p10le"])
         .collect();
-    assert!(
-        variants.iter().any(|v| v.contains("CODECS=\"hvc1.")),
-        "{text}"
-    );
-    assert!(
-        variants.iter().any(|v| v.contains("CODECS=\"avc1.")),
-        "{text}"
-    );
+    for (stream_name, args, profile, source_pix_fmt) in [
+        ("hevcladder", &X265[..], "hvc1.1.", "yuv420p"),
+        ("hevc10ladder", &main10[..], "hvc1.2.", "yuv420p10le"),
+    ] {
+        let temp = TempDir::new("ertmp-hevc-ladder");
+        let dir = temp.path();
+        let media = encode(dir, "x265", args, "640x360", "4");
+        let server = server(LADDER);
+        EnhancedRtmpPublisher::publish(server.rtmp, "live", stream_name).publish_media(&media);
+
+        // The rung: H.264 made from the HEVC source, at 120 px and the source's 16:9.
+        let rung = dir.join("rung.mp4");
+        let playlist = download_ended(&server, stream_name, "120p", &rung);
+        assert!(playlist.segments.len() >= 3, "{:?}", playlist.segments);
+        let stream = video_stream(rung.to_str().unwrap());
+        assert_eq!(stream["codec_name"], "h264");
+        assert_eq!(stream["pix_fmt"], "yuv420p", "{stream_name}");
+        assert_eq!(
+            (stream["width"].as_i64(), stream["height"].as_i64()),
+            (Some(214), Some(120))
+        );
+        assert_decodes(&rung);
+        // The source is passed through as it came.
+        let source = dir.join("source.mp4");
+        download_ended(&server, stream_name, "source", &source);
+        let stream = video_stream(source.to_str().unwrap());
+        assert_eq!(stream["pix_fmt"], source_pix_fmt, "{stream_name}");
+        // H.264-only players find the rung; HEVC players still get the source.
+        let text = server
+            .get(&format!("/live/{stream_name}/index.m3u8"))
+            .text();
+        let variants: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+            .collect();
+        assert!(
+            variants
+                .iter()
+                .any(|v| v.contains(&format!("CODECS=\"{profile}"))),
+            "{stream_name}: {text}"
+        );
+        assert!(
+            variants.iter().any(|v| v.contains("CODECS=\"avc1.")),
+            "{text}"
+        );
+    }
 }
 
 #[test]

@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use corecast_e2e::{
-    MediaPlaylist, Server, TempDir, ffmpeg_decode_errors, ffmpeg_publish, ffprobe_json, wait_child,
+    MediaPlaylist, Server, TempDir, ffmpeg_decode_errors, ffmpeg_publish, ffmpeg_publish_with,
+    ffprobe_json, wait_child,
 };
 
 const CONFIG: &str = r#"
@@ -332,4 +333,67 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
         [(320, 180), (426, 240), (640, 360)],
         "ffprobe of the MPD"
     );
+}
+
+/// A 4:2:2 source (H.264 High 4:2:2, as broadcast contribution encoders send) is passed through
+/// as it is and gets an 8-bit 4:2:0 ladder: its pictures are converted before scaling.
+#[test]
+fn a_4_2_2_source_gets_an_8_bit_4_2_0_ladder() {
+    let server = Server::start(CONFIG, &[]);
+    let mut ffmpeg = ffmpeg_publish_with(&server.rtmp_url("cam"), 6, &["-pix_fmt", "yuv422p"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let playlists: Vec<MediaPlaylist> = loop {
+        let playlists: Vec<MediaPlaylist> = RENDITIONS
+            .iter()
+            .map(|(name, _, _)| {
+                MediaPlaylist::parse(&server.get(&format!("/live/cam/{name}/index.m3u8")).text())
+            })
+            .collect();
+        if playlists.iter().all(|p| p.ended) {
+            break playlists;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "playlists never ended:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let out = wait_child(&mut ffmpeg, Duration::from_secs(5));
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let multivariant = server.get("/live/cam/index.m3u8").text();
+    assert!(
+        multivariant.contains("CODECS=\"avc1.7a"),
+        "the source is High 4:2:2:\n{multivariant}"
+    );
+    let tmp = TempDir::new("ladder-422");
+    for ((name, width, height), playlist) in RENDITIONS.iter().zip(&playlists) {
+        assert!(!playlist.segments.is_empty(), "{name}");
+        assert_eq!(playlist.segments, playlists[0].segments, "{name} segments");
+        let init = server.get(&format!("/live/cam/{name}/init.mp4")).body;
+        let (uri, _, _) = &playlist.segments[0];
+        let segment = server.get(&format!("/live/cam/{name}/{uri}")).body;
+        let path = tmp.path().join(format!("{name}.mp4"));
+        std::fs::write(&path, [init, segment].concat()).expect("write");
+        let path = path.to_str().unwrap();
+        let probe = ffprobe_json(&["-select_streams", "v:0", "-show_streams"], path);
+        let stream = &probe["streams"][0];
+        let expected = if *name == "source" {
+            "yuv422p"
+        } else {
+            "yuv420p"
+        };
+        assert_eq!(stream["pix_fmt"], expected, "{name}: {stream}");
+        assert_eq!(stream["width"].as_u64(), Some(*width), "{name}");
+        assert_eq!(stream["height"].as_u64(), Some(*height), "{name}");
+        let errors = ffmpeg_decode_errors(path);
+        assert!(
+            errors.trim().is_empty(),
+            "{name} decodes with errors: {errors}"
+        );
+    }
 }

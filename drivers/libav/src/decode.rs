@@ -29,9 +29,13 @@
 //! Where the driver is missing it is [`LibavError::NvdecUnavailable`] with the reason; the
 //! caller decides whether to fall back ([`VideoDecoder::new`] is the CPU decoder).
 //!
-//! Not done: AV1 input, 10-bit (HEVC Main 10) and 4:2:2 sources ([`LibavError::UnsupportedPixelFormat`]),
-//! colour-range conversion of full-range (`yuvj420p`) sources, GPU frames handed on without a
-//! copy to system memory.
+//! Pictures that are not 8-bit 4:2:0 (H.264 High 4:2:2, HEVC Main 10, 4:4:4, full-range 4:2:2)
+//! are converted to 8-bit limited-range I420 with swscale (`DecodeStats::converted_frames`),
+//! on the CPU; NVDEC is not asked for those streams (see `crate::nvdec`). A format swscale
+//! cannot read is [`LibavError::UnsupportedPixelFormat`].
+//!
+//! Not done: AV1 input; colour-range conversion of full-range 4:2:0 (`yuvj420p`) sources,
+//! which pass as they are.
 
 use std::fmt;
 use std::ptr;
@@ -44,6 +48,7 @@ use media::{AccessUnit, Codec, TrackConfig};
 
 use crate::cuda_scale::GpuPicture;
 use crate::nvdec::{CudaDevice, DownloadedPicture, download};
+use crate::scale::ToI420;
 use crate::{LibavError, quiet_logging};
 
 /// Decoder threads we allow at most (the same bound as the x264 driver's).
@@ -89,6 +94,9 @@ pub struct DecodeStats {
     pub frames: u64,
     /// Returned pictures that libavcodec flagged as concealed or corrupt.
     pub concealed_frames: u64,
+    /// Returned pictures that were not 8-bit 4:2:0 (4:2:2, 4:4:4, 10-bit) and were converted
+    /// to it with swscale.
+    pub converted_frames: u64,
     /// Returned pictures that NVDEC decoded (copied from GPU memory); the rest were decoded
     /// in software, e.g. a profile the GPU cannot take.
     pub gpu_frames: u64,
@@ -108,6 +116,10 @@ pub struct VideoDecoder {
     /// A GPU picture copied to system memory, and the NV12 frame it went through.
     downloaded: DownloadedPicture,
     download_staging: frame::Video,
+    /// Converts pictures that are not 8-bit 4:2:0 (made at the first one).
+    to_i420: Option<ToI420>,
+    /// The picture just received was converted: read it from `to_i420`.
+    converted: bool,
 }
 
 impl fmt::Debug for VideoDecoder {
@@ -194,6 +206,8 @@ impl VideoDecoder {
             device,
             downloaded: DownloadedPicture::default(),
             download_staging: frame::Video::empty(),
+            to_i420: None,
+            converted: false,
         })
     }
 
@@ -322,6 +336,11 @@ impl VideoDecoder {
 
     /// The frame just received, decoded in software, as an I420 picture.
     fn system_frame(&self, pts: i64) -> RawVideoFrame<'_> {
+        if let Some(converted) = self.to_i420_output() {
+            let mut raw = converted.as_raw();
+            raw.pts = pts;
+            return raw;
+        }
         let frame = &self.frame;
         RawVideoFrame {
             width: frame.width(),
@@ -331,6 +350,14 @@ impl VideoDecoder {
             planes: [frame.data(0), frame.data(1), frame.data(2)],
             strides: [frame.stride(0), frame.stride(1), frame.stride(2)],
         }
+    }
+
+    /// The converted picture, when the one just received needed converting.
+    fn to_i420_output(&self) -> Option<&crate::I420Picture> {
+        self.to_i420
+            .as_ref()
+            .filter(|_| self.converted)
+            .map(ToI420::output)
     }
 
     /// Receives the next picture into `self.frame`, checks its format and counts it: whether
@@ -355,8 +382,10 @@ impl VideoDecoder {
         let on_gpu =
             unsafe { (*self.frame.as_ptr()).format } == ffi::AVPixelFormat::AV_PIX_FMT_CUDA as i32;
         let format = self.frame.format();
-        if !on_gpu && !matches!(format, Pixel::YUV420P | Pixel::YUVJ420P) {
-            return Err(LibavError::UnsupportedPixelFormat(format!("{format:?}")));
+        self.converted = !on_gpu && !matches!(format, Pixel::YUV420P | Pixel::YUVJ420P);
+        if self.converted {
+            ToI420::convert(&mut self.to_i420, &self.frame)?;
+            self.stats.converted_frames += 1;
         }
         // SAFETY: receive_frame succeeded, so the frame points to a valid AVFrame.
         let (flags, error_flags, best_effort) = unsafe {

@@ -174,18 +174,26 @@ impl Drop for CudaDevice {
     }
 }
 
-/// libavcodec's `get_format`: CUDA frames when the hwaccel offers them, else what libavcodec
-/// would pick by default (software decode of a stream the GPU cannot take).
+/// libavcodec's `get_format`: CUDA frames when the hwaccel offers them for an 8-bit 4:2:0
+/// stream, else what libavcodec would pick by default: software decode of a stream the GPU
+/// cannot take, and of 10-bit, 4:2:2 and 4:4:4 streams, whose NVDEC surfaces (P010, and so on)
+/// neither the GPU scaler nor the download takes; the CPU path converts those to 8-bit 4:2:0.
 unsafe extern "C" fn pick_cuda_format(
     context: *mut ffi::AVCodecContext,
     formats: *const ffi::AVPixelFormat,
 ) -> ffi::AVPixelFormat {
+    // SAFETY: libavcodec sets the context's software format before it calls get_format.
+    let software = unsafe { (*context).sw_pix_fmt };
+    let eight_bit_420 = matches!(
+        software,
+        ffi::AVPixelFormat::AV_PIX_FMT_YUV420P | ffi::AVPixelFormat::AV_PIX_FMT_YUVJ420P
+    );
     let mut at = formats;
     // SAFETY: libavcodec passes a list terminated by AV_PIX_FMT_NONE; we read up to and
     // including the terminator only.
     unsafe {
         while !at.is_null() && *at != ffi::AVPixelFormat::AV_PIX_FMT_NONE {
-            if *at == ffi::AVPixelFormat::AV_PIX_FMT_CUDA {
+            if eight_bit_420 && *at == ffi::AVPixelFormat::AV_PIX_FMT_CUDA {
                 return ffi::AVPixelFormat::AV_PIX_FMT_CUDA;
             }
             at = at.add(1);

@@ -266,6 +266,95 @@ fn scale_frame(
     Ok(())
 }
 
+/// Converts decoded pictures of another YUV layout (4:2:2, 4:4:4, 10- or 12-bit, full range)
+/// to 8-bit limited-range I420 of the same size, which is what the ladder's scalers and
+/// encoders take. Made at the first such picture and again when the layout or size changes.
+pub(crate) struct ToI420 {
+    context: SwsHandle,
+    /// Source format (`AVPixelFormat` as an int), width, height.
+    from: (i32, u32, u32),
+    output: I420Picture,
+}
+
+impl ToI420 {
+    /// Converts `frame` (a decoded software picture) through `slot`'s converter, made or
+    /// remade for its layout, and returns the I420 picture (pts not set).
+    pub(crate) fn convert<'a>(
+        slot: &'a mut Option<ToI420>,
+        frame: &frame::Video,
+    ) -> Result<&'a I420Picture, LibavError> {
+        // SAFETY: `frame` holds a decoded picture; these are plain fields.
+        let (format, width, height) = unsafe {
+            let raw = &*frame.as_ptr();
+            (raw.format, raw.width, raw.height)
+        };
+        let unsupported = || {
+            LibavError::UnsupportedPixelFormat(format!(
+                "{:?} {width}x{height} (swscale cannot convert it to 8-bit 4:2:0)",
+                frame.format()
+            ))
+        };
+        let (w, h) = (
+            u32::try_from(width).map_err(|_| unsupported())?,
+            u32::try_from(height).map_err(|_| unsupported())?,
+        );
+        if slot.as_ref().is_none_or(|c| c.from != (format, w, h)) {
+            check_size("decoded picture", w, h).map_err(|_| unsupported())?;
+            // SAFETY: plain arguments; a format swscale cannot read gives a null context.
+            let context = unsafe {
+                ffi::sws_getContext(
+                    width,
+                    height,
+                    frame.format().into(),
+                    width,
+                    height,
+                    ffi::AVPixelFormat::AV_PIX_FMT_YUV420P,
+                    ffi::SWS_BILINEAR,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                    ptr::null(),
+                )
+            };
+            let context = NonNull::new(context).ok_or_else(unsupported)?;
+            *slot = Some(ToI420 {
+                context: SwsHandle(context),
+                from: (format, w, h),
+                output: I420Picture::new(w, h)?,
+            });
+        }
+        let Some(converter) = slot.as_mut() else {
+            unreachable!("made above")
+        };
+        // SAFETY: the context was made for this frame's format and size; the frame's planes
+        // and line sizes come from the decoder for that format, and the output was allocated
+        // for the context's target size and format, borrowed mutably.
+        let rows = unsafe {
+            let input = &*frame.as_ptr();
+            let out = converter.output.frame.as_mut_ptr();
+            ffi::sws_scale(
+                converter.context.0.as_ptr(),
+                input.data.as_ptr() as *const *const u8,
+                input.linesize.as_ptr(),
+                0,
+                height,
+                (*out).data.as_ptr(),
+                (*out).linesize.as_ptr(),
+            )
+        };
+        if rows <= 0 {
+            return Err(LibavError::Ffmpeg {
+                call: "sws_scale (to 8-bit 4:2:0)",
+                source: ffmpeg_next::Error::from(rows),
+            });
+        }
+        Ok(&converter.output)
+    }
+
+    pub(crate) fn output(&self) -> &I420Picture {
+        &self.output
+    }
+}
+
 pub(crate) fn check_size(what: &'static str, width: u32, height: u32) -> Result<(), LibavError> {
     let valid = |v: u32| (2..=16384).contains(&v) && v.is_multiple_of(2);
     if valid(width) && valid(height) {

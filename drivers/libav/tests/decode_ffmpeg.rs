@@ -177,3 +177,83 @@ fn a_corrupt_unit_is_an_error_for_it_alone() {
         "{stats:?}"
     );
 }
+
+/// Sources that are not 8-bit 4:2:0 (broadcast contribution feeds are often 4:2:2, HEVC
+/// cameras often Main 10) decode to 8-bit I420 through swscale, close to ffmpeg's own
+/// conversion of the same file.
+#[test]
+fn converts_4_2_2_and_10_bit_sources_to_8_bit_4_2_0_like_ffmpeg() {
+    for (hevc, pix_fmt) in [
+        (false, "yuv422p"),
+        (false, "yuv420p10le"),
+        (true, "yuv420p10le"),
+        (true, "yuv422p10le"),
+    ] {
+        let what = format!("{} {pix_fmt}", if hevc { "HEVC" } else { "H.264" });
+        let dir = TempDir::new("libav-convert");
+        let mut source = TestSource::new(320, 180, 1).gop(15).pix_fmt(pix_fmt);
+        if hevc {
+            source = source.hevc();
+        }
+        let track = source.make_track(dir.path());
+        let units = track.video_units();
+        let mut decoder = VideoDecoder::new(&track.video, VideoDecoderSettings::default())
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut first = Vec::new();
+        let (pts, errors) = decode_all(&mut decoder, &units, |frame| {
+            assert_eq!((frame.width, frame.height), (320, 180), "{what}");
+            if first.is_empty() {
+                for plane in 0..3 {
+                    let (w, h) = frame.plane_size(plane);
+                    for row in 0..h {
+                        first.extend_from_slice(
+                            &frame.planes[plane][row * frame.strides[plane]..][..w],
+                        );
+                    }
+                }
+            }
+        });
+        assert!(errors.is_empty(), "{what}: {errors:?}");
+        assert_eq!(pts.len(), 30, "{what}");
+        let stats = decoder.stats();
+        assert_eq!(
+            stats.converted_frames, 30,
+            "{what}: every picture converted"
+        );
+
+        let reference = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&track.path)
+            .args([
+                "-frames:v",
+                "1",
+                "-pix_fmt",
+                "yuv420p",
+                "-f",
+                "rawvideo",
+                "-",
+            ])
+            .output()
+            .expect("ffmpeg");
+        assert!(reference.status.success(), "{reference:?}");
+        assert_eq!(reference.stdout.len(), first.len(), "{what}");
+        let diffs: Vec<u8> = first
+            .iter()
+            .zip(&reference.stdout)
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
+        let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+        let max = diffs.iter().copied().max().unwrap_or(0);
+        eprintln!("{what}: mean diff {mean:.3}, max {max} against ffmpeg's conversion");
+        assert!(
+            mean < 1.0 && max <= 16,
+            "{what}: mean diff {mean}, max {max}"
+        );
+    }
+    // 8-bit 4:2:0 is not converted.
+    let dir = TempDir::new("libav-convert-none");
+    let track = TestSource::new(320, 180, 1).make_track(dir.path());
+    let mut decoder = VideoDecoder::new(&track.video, VideoDecoderSettings::default()).unwrap();
+    decode_all(&mut decoder, &track.video_units(), |_| {});
+    assert_eq!(decoder.stats().converted_frames, 0);
+}

@@ -24,6 +24,8 @@ pub struct TestSource {
     audio: bool,
     /// libx265 instead of libx264 ([`TestSource::hevc`]).
     hevc: bool,
+    /// ffmpeg's `-pix_fmt` of the encoded video ([`TestSource::pix_fmt`]).
+    pix_fmt: &'static str,
 }
 
 impl TestSource {
@@ -38,7 +40,15 @@ impl TestSource {
             preset: "veryfast",
             audio: false,
             hevc: false,
+            pix_fmt: "yuv420p",
         }
+    }
+
+    /// Encodes this pixel format (ffmpeg's name: `yuv422p` makes H.264 High 4:2:2,
+    /// `yuv420p10le` with [`TestSource::hevc`] HEVC Main 10) instead of 8-bit 4:2:0.
+    pub fn pix_fmt(mut self, pix_fmt: &'static str) -> TestSource {
+        self.pix_fmt = pix_fmt;
+        self
     }
 
     /// A keyframe every `frames` frames.
@@ -96,7 +106,7 @@ impl TestSource {
                     "-x265-params",
                     &params,
                     "-pix_fmt",
-                    "yuv420p",
+                    self.pix_fmt,
                     "-tag:v",
                     "hvc1",
                 ]
@@ -123,7 +133,7 @@ impl TestSource {
                     "-sc_threshold",
                     "0",
                     "-pix_fmt",
-                    "yuv420p",
+                    self.pix_fmt,
                 ]
                 .map(Into::into),
             );
