@@ -187,6 +187,11 @@ fn check_hls_has_the_tone_as_aac(server: &Server, name: &str, expected: &Expecte
         from.starts_with(&format!("{} {} Hz", expected.source, expected.sample_rate)),
         "audio rendition: {audio_rendition}"
     );
+    assert_eq!(
+        audio_rendition["corrupt_units"].as_u64(),
+        Some(0),
+        "a clean source has no corrupt audio units: {audio_rendition}"
+    );
     let log = server.log_text();
     let line = format!("audio {} {} Hz", expected.source, expected.sample_rate);
     assert_eq!(

@@ -129,6 +129,8 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
         assert!(api[index]["codec"].as_str().unwrap().starts_with("avc1."));
     }
     assert_eq!(api[1]["dropped_frames"].as_u64(), Some(0), "{api:?}");
+    assert_eq!(api[0]["corrupt_units"].as_u64(), Some(0), "{api:?}");
+    assert_eq!(api[0]["concealed_frames"].as_u64(), Some(0), "{api:?}");
     assert_eq!(api[1]["encoder"], "x264", "{api:?}");
     assert!(api[1].get("fallback_reason").is_none(), "{api:?}");
     assert_eq!(api[3]["name"], "audio");
@@ -136,6 +138,10 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
     let metrics = server.api_get("/metrics").text();
     assert!(
         metrics.contains("corecast_stream_transcode_dropped_units_total{stream=\"cam\"} "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("corecast_stream_corrupt_units_total{stream=\"cam\",track=\"video\"} 0"),
         "{metrics}"
     );
     for (name, _, _) in &RENDITIONS[1..3] {

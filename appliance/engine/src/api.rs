@@ -243,6 +243,28 @@ fn render_metrics(
     }
     family(
         &mut out,
+        "corecast_stream_corrupt_units_total",
+        "counter",
+        "Source units skipped as corrupt: video by the ladder's decoder, audio by the audio transcoder",
+    );
+    for s in streams {
+        for r in &s.renditions {
+            let track = match r.name.as_str() {
+                "source" => "video",
+                "audio" => "audio",
+                _ => continue,
+            };
+            if let Some(corrupt) = r.corrupt_units {
+                let _ = writeln!(
+                    out,
+                    "corecast_stream_corrupt_units_total{{stream=\"{}\",track=\"{track}\"}} {corrupt}",
+                    s.name
+                );
+            }
+        }
+    }
+    family(
+        &mut out,
         "corecast_rung_encode_fps",
         "gauge",
         "Pictures a transcoded rung encoded per second over the last second",

@@ -10,8 +10,26 @@
 //! The AAC keeps the source's sample rate and clock (see [`libav::AudioTranscoder`]), so the
 //! source's pts carry through and audio stays in sync with video.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use libav::{AudioTranscodeStats, AudioTranscoder, AudioTranscoderSettings, SourceAudioCodec};
 use media::{AacConfig, AccessUnit, AudioFormat, Codec};
+
+/// What a stream's audio was before it was transcoded, for its status: the description
+/// (`mp3 44100 Hz 2 ch`) and the units the transcoder skipped as corrupt so far (updated by
+/// the ingest session, read by the hub).
+#[derive(Clone, Debug)]
+pub struct AudioSource {
+    pub description: String,
+    pub corrupt_units: Arc<AtomicU64>,
+}
+
+impl AudioSource {
+    pub fn corrupt_units(&self) -> u64 {
+        self.corrupt_units.load(Ordering::Relaxed)
+    }
+}
 
 /// Whether units of `codec` must be transcoded before the hub takes them.
 pub fn needs_transcode(codec: Codec) -> bool {
@@ -35,6 +53,8 @@ pub struct SourceAudioTranscoder {
     transcoder: Option<AudioTranscoder>,
     /// Corrupt units already logged (logging stops doubling after the first few).
     logged_corrupt: u64,
+    /// The open transcoder's corrupt units, shared with the stream's status.
+    corrupt_units: Arc<AtomicU64>,
 }
 
 impl SourceAudioTranscoder {
@@ -44,6 +64,7 @@ impl SourceAudioTranscoder {
             format: None,
             transcoder: None,
             logged_corrupt: 0,
+            corrupt_units: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -106,6 +127,9 @@ impl SourceAudioTranscoder {
         );
         self.format = Some(format);
         self.transcoder = Some(transcoder);
+        // A new counter per transcoder: a status still holding the old one keeps its figure.
+        self.corrupt_units = Arc::new(AtomicU64::new(0));
+        self.logged_corrupt = 0;
         Ok(config)
     }
 
@@ -118,12 +142,16 @@ impl SourceAudioTranscoder {
         self.format = None;
     }
 
-    /// What the open transcoder takes (`mp3 44100 Hz 2 ch`), for the stream's status.
-    pub fn source(&self) -> Option<String> {
+    /// What the open transcoder takes (`mp3 44100 Hz 2 ch`) and its corrupt-unit counter, for
+    /// the stream's status.
+    pub fn source(&self) -> Option<AudioSource> {
         self.transcoder
             .as_ref()
             .and(self.format)
-            .map(|f| format!("{} {} Hz {} ch", f.codec.name(), f.sample_rate, f.channels))
+            .map(|f| AudioSource {
+                description: format!("{} {} Hz {} ch", f.codec.name(), f.sample_rate, f.channels),
+                corrupt_units: self.corrupt_units.clone(),
+            })
     }
 
     pub fn is_open(&self) -> bool {
@@ -157,6 +185,7 @@ impl SourceAudioTranscoder {
         };
         if let Err(error) = transcoder.submit(pts, payload) {
             let corrupt = transcoder.stats().corrupt_units;
+            self.corrupt_units.store(corrupt, Ordering::Relaxed);
             // Logged at 1, 2, 4, 8, ... so a broken source cannot flood the log.
             if corrupt.is_power_of_two() && corrupt > self.logged_corrupt {
                 self.logged_corrupt = corrupt;
@@ -186,7 +215,12 @@ mod tests {
     /// One second of a tone in MPEG-1 layer II, made by the ffmpeg CLI's mp2 encoder (48 kHz
     /// stereo 192 kbit/s: every frame 576 bytes).
     fn mp2_frames() -> Vec<Bytes> {
-        let path = std::env::temp_dir().join(format!("corecast-engine-{}.mp2", std::process::id()));
+        // One file per test thread: tests run in parallel in one process.
+        let path = std::env::temp_dir().join(format!(
+            "corecast-engine-{}-{:?}.mp2",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let status = std::process::Command::new("ffmpeg")
             .args([
                 "-v",
@@ -257,6 +291,43 @@ mod tests {
                     ..format
                 })
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn corrupt_units_are_skipped_and_counted_for_the_status() {
+        let mut stage = SourceAudioTranscoder::new("test");
+        stage
+            .set_format(AudioFormat {
+                codec: Codec::Mp2,
+                sample_rate: 48_000,
+                channels: 2,
+            })
+            .unwrap();
+        let source = stage.source().expect("open");
+        assert_eq!(source.description, "mp2 48000 Hz 2 ch");
+        assert_eq!(source.corrupt_units(), 0);
+        let mut out = Vec::new();
+        let frames = mp2_frames();
+        for (index, payload) in frames.iter().enumerate() {
+            // Every fifth unit is garbage of the same length (no MPEG audio sync word).
+            let payload = if index % 5 == 2 {
+                Bytes::from(vec![0x5a; payload.len()])
+            } else {
+                payload.clone()
+            };
+            let pts = index as i64 * 1152;
+            stage.transcode_payload(pts, &payload, &mut out);
+        }
+        stage.flush(&mut out);
+        let corrupt = stage.stats().unwrap().corrupt_units;
+        assert!(corrupt > 0, "garbage units were counted");
+        // The status's handle, taken before, sees the same figure.
+        assert_eq!(source.corrupt_units(), corrupt);
+        assert!(
+            out.len() > 30,
+            "the good units still became AAC: {}",
+            out.len()
         );
     }
 }

@@ -25,8 +25,9 @@ use core_affinity::CoreId;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use media::{AacConfig, AccessUnit, AvcConfig, TrackConfig, TrackKind};
 use package::{LivePackager, ObjectKind, PackagerConfig, PackagerOutput, Rendition};
-use transcode::{DecodeDevice, Ladder, RungStats};
+use transcode::{DecodeDevice, Ladder, LadderStats, RungStats};
 
+use crate::audio_transcode::AudioSource;
 use crate::ladder::{LadderEvent, LadderJob, LadderWorker, TranscodeConfig};
 
 mod status;
@@ -74,7 +75,7 @@ enum HubCommand {
         origin: String,
         video: Option<TrackConfig>,
         audio: Option<AacConfig>,
-        audio_source: Option<String>,
+        audio_source: Option<AudioSource>,
     },
     Unit {
         stream: Arc<str>,
@@ -185,7 +186,7 @@ pub struct PublisherClaim {
     hub: HubHandle,
     started: bool,
     end_reason: Option<String>,
-    audio_source: Option<String>,
+    audio_source: Option<AudioSource>,
 }
 
 impl PublisherClaim {
@@ -221,7 +222,7 @@ impl PublisherClaim {
     /// What the source's audio was before it was transcoded to the AAC this stream carries
     /// (`mp3 44100 Hz 2 ch`), shown in the stream's status from the next start on; `None`: the
     /// source sent AAC.
-    pub fn set_audio_source(&mut self, source: Option<String>) {
+    pub fn set_audio_source(&mut self, source: Option<AudioSource>) {
         self.audio_source = source;
     }
 
@@ -313,7 +314,7 @@ struct Stream {
     video: Option<TrackConfig>,
     audio: Option<AacConfig>,
     /// What the source's audio was before it was transcoded to `audio` (`None`: AAC).
-    audio_source: Option<String>,
+    audio_source: Option<AudioSource>,
     /// Payload bytes per second over a short window, for the input bitrate.
     meter: RateMeter,
     pending: Vec<StoreChange>,
@@ -335,6 +336,8 @@ struct StreamLadder {
     decoder: (&'static str, &'static str, Option<String>),
     /// Latest figures from the worker, by rung index.
     stats: Vec<RungStats>,
+    /// Latest figures of the ladder's decoder.
+    ladder_stats: LadderStats,
     /// The publisher is gone; its last segment waits for the ladder until then.
     finishing_until: Option<Instant>,
     /// Source units the worker's inbox had no room for.
@@ -534,7 +537,7 @@ impl StreamHub {
         publisher: PublisherId,
         origin: String,
         video: Option<TrackConfig>,
-        (audio, audio_source): (Option<AacConfig>, Option<String>),
+        (audio, audio_source): (Option<AacConfig>, Option<AudioSource>),
     ) {
         let now_ms = unix_ms();
         if let Some(old) = self.streams.get_mut(&stream).and_then(|s| s.ladder.take()) {
@@ -685,6 +688,7 @@ impl StreamHub {
             encoders,
             decoder,
             stats: vec![RungStats::default(); count],
+            ladder_stats: LadderStats::default(),
             finishing_until: None,
             dropped_units: 0,
         })
@@ -721,8 +725,13 @@ impl StreamHub {
             LadderEvent::Unit { rung, unit, .. } => {
                 s.packager.handle_rendition_unit(unix_ms(), rung, unit);
             }
-            LadderEvent::Stats { rungs, .. } => {
+            LadderEvent::Stats {
+                rungs,
+                ladder: ladder_stats,
+                ..
+            } => {
                 ladder.stats = rungs;
+                ladder.ladder_stats = ladder_stats;
                 return;
             }
             LadderEvent::Finished { .. } | LadderEvent::Failed { .. } => {
@@ -831,7 +840,7 @@ impl StreamHub {
                 },
                 renditions: RenditionStatus::of(
                     s.video.as_ref(),
-                    s.audio.as_ref().map(|a| (a, s.audio_source.as_deref())),
+                    s.audio.as_ref().map(|a| (a, s.audio_source.as_ref())),
                     s.ladder.as_ref(),
                 ),
                 transcode_dropped_units: s.ladder.as_ref().map(|l| l.dropped_units),

@@ -23,7 +23,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySen
 use media::AccessUnit;
 pub use package::live::valid_rendition_name;
 pub use transcode::{DecoderChoice, RungConfig};
-use transcode::{Ladder, LadderConfig, RungId, RungStats};
+use transcode::{Ladder, LadderConfig, LadderStats, RungId, RungStats};
 pub use x264::{X264Preset, X264Profile};
 
 /// Settings of transcoding (`[transcode]` in the config file).
@@ -156,6 +156,8 @@ pub(crate) enum LadderEvent {
         stream: Arc<str>,
         generation: u64,
         rungs: Vec<RungStats>,
+        /// The decoder's figures (corrupt units, concealed pictures).
+        ladder: LadderStats,
     },
     Finished {
         stream: Arc<str>,
@@ -402,6 +404,7 @@ impl LadderWorker {
                     stream: stream.clone(),
                     generation: running.generation,
                     rungs,
+                    ladder: running.ladder.stats(),
                 }
             })
             .collect();

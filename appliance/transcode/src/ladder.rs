@@ -96,6 +96,8 @@ pub struct LadderStats {
     pub corrupt_units: u64,
     /// Pictures the decoder patched up (still encoded).
     pub concealed_frames: u64,
+    /// Pictures that were not 8-bit 4:2:0 and were converted to it before scaling.
+    pub converted_frames: u64,
     pub decoded_frames: u64,
     /// Segment starts found by the [`SegmentClock`].
     pub segment_starts: u64,
@@ -494,6 +496,7 @@ impl Ladder {
         let decode = decoder.stats();
         stats.corrupt_units = decode.corrupt_units;
         stats.concealed_frames = decode.concealed_frames;
+        stats.converted_frames = decode.converted_frames;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ use media::{AacConfig, TrackConfig};
 use serde::Serialize;
 
 use super::StreamLadder;
+use crate::audio_transcode::AudioSource;
 
 /// One stream as the control API shows it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -68,12 +69,20 @@ pub struct RenditionStatus {
     /// (`mp3 44100 Hz 2 ch`), transcoded once to this AAC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcoded_from: Option<String>,
+    /// Units skipped as corrupt: on the source rendition while a ladder runs (video units its
+    /// decoder refused), on a transcoded audio rendition (audio units its transcoder refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrupt_units: Option<u64>,
+    /// The source rendition while a ladder runs: pictures its decoder patched up (concealed
+    /// errors), still encoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concealed_frames: Option<u64>,
 }
 
 impl RenditionStatus {
     pub(super) fn of(
         video: Option<&TrackConfig>,
-        audio: Option<(&AacConfig, Option<&str>)>,
+        audio: Option<(&AacConfig, Option<&AudioSource>)>,
         ladder: Option<&StreamLadder>,
     ) -> Vec<RenditionStatus> {
         let mut out = Vec::new();
@@ -97,6 +106,8 @@ impl RenditionStatus {
                 scaler: ladder.map(|l| l.decoder.1),
                 fallback_reason: ladder.and_then(|l| l.decoder.2.clone()),
                 transcoded_from: None,
+                corrupt_units: ladder.map(|l| l.ladder_stats.corrupt_units),
+                concealed_frames: ladder.map(|l| l.ladder_stats.concealed_frames),
             });
         }
         for (index, rung) in ladder.map_or(&[][..], |l| &l.rungs[..]).iter().enumerate() {
@@ -128,6 +139,8 @@ impl RenditionStatus {
                 scaler: None,
                 fallback_reason,
                 transcoded_from: None,
+                corrupt_units: None,
+                concealed_frames: None,
             });
         }
         if let Some((a, source)) = audio {
@@ -146,7 +159,9 @@ impl RenditionStatus {
                 decoder: None,
                 scaler: None,
                 fallback_reason: None,
-                transcoded_from: source.map(str::to_owned),
+                transcoded_from: source.map(|s| s.description.clone()),
+                corrupt_units: source.map(AudioSource::corrupt_units),
+                concealed_frames: None,
             });
         }
         out
