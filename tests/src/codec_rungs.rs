@@ -5,9 +5,9 @@
 //! for how they list the rungs (their own variants; their own AdaptationSet, since players
 //! cannot switch codecs inside one).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{MediaPlaylist, Server, TempDir, ffmpeg_decode_errors, ffprobe_json};
+use crate::{Server, TempDir, ffmpeg_decode_errors, ffprobe_json};
 
 /// The rungs of one codec in a live stream, and what they must look like.
 #[derive(Debug, Clone)]
@@ -54,25 +54,7 @@ impl CodecRungs<'_> {
             .into_iter()
             .chain(self.rungs.iter().copied())
             .collect();
-        let deadline = Instant::now() + limit;
-        let playlists: Vec<MediaPlaylist> = loop {
-            let playlists: Vec<MediaPlaylist> = names
-                .iter()
-                .map(|name| {
-                    let path = format!("/live/{}/{name}/index.m3u8", self.stream);
-                    MediaPlaylist::parse(&server.get(&path).text())
-                })
-                .collect();
-            if playlists.iter().all(|p| p.ended) {
-                break playlists;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "playlists never ended:\n{}",
-                server.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        };
+        let playlists = server.wait_until_ended(self.stream, &names, limit);
         let source = &playlists[0];
         assert!(source.segments.len() >= min_segments, "{}", source.text);
         for (playlist, name) in playlists.iter().zip(&names) {

@@ -201,6 +201,35 @@ impl Server {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+
+    /// Polls the media playlists of `stream`'s `renditions` until every one has ended
+    /// (`#EXT-X-ENDLIST`), or panics with the server log after `limit`; returns them in order.
+    pub fn wait_until_ended(
+        &self,
+        stream: &str,
+        renditions: &[&str],
+        limit: Duration,
+    ) -> Vec<MediaPlaylist> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let playlists: Vec<MediaPlaylist> = renditions
+                .iter()
+                .map(|name| {
+                    let path = format!("/live/{stream}/{name}/index.m3u8");
+                    MediaPlaylist::parse(&self.get(&path).text())
+                })
+                .collect();
+            if playlists.iter().all(|p| p.ended) {
+                return playlists;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "playlists never ended:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
 }
 
 impl Drop for Server {

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use corecast_e2e::{
-    MediaPlaylist, Server, TempDir, ffmpeg_decode_errors, ffmpeg_publish, ffmpeg_publish_with,
-    ffprobe_json, wait_child,
+    Server, TempDir, ffmpeg_decode_errors, ffmpeg_publish, ffmpeg_publish_with, ffprobe_json,
+    wait_child,
 };
 
 const CONFIG: &str = r#"
@@ -156,24 +156,8 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
     }
 
     // Until the stream ends (publisher gone + 2 s grace), then read the final playlists.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let playlists: Vec<MediaPlaylist> = loop {
-        let playlists: Vec<MediaPlaylist> = RENDITIONS
-            .iter()
-            .map(|(name, _, _)| {
-                MediaPlaylist::parse(&server.get(&format!("/live/cam/{name}/index.m3u8")).text())
-            })
-            .collect();
-        if playlists.iter().all(|p| p.ended) {
-            break playlists;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "playlists never ended:\n{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let names: Vec<&str> = RENDITIONS.iter().map(|(name, _, _)| *name).collect();
+    let playlists = server.wait_until_ended("cam", &names, Duration::from_secs(60));
     let out = wait_child(&mut ffmpeg, Duration::from_secs(5));
     assert!(
         out.status.success(),
@@ -347,24 +331,8 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
 fn a_4_2_2_source_gets_an_8_bit_4_2_0_ladder() {
     let server = Server::start(CONFIG, &[]);
     let mut ffmpeg = ffmpeg_publish_with(&server.rtmp_url("cam"), 6, &["-pix_fmt", "yuv422p"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let playlists: Vec<MediaPlaylist> = loop {
-        let playlists: Vec<MediaPlaylist> = RENDITIONS
-            .iter()
-            .map(|(name, _, _)| {
-                MediaPlaylist::parse(&server.get(&format!("/live/cam/{name}/index.m3u8")).text())
-            })
-            .collect();
-        if playlists.iter().all(|p| p.ended) {
-            break playlists;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "playlists never ended:\n{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let names: Vec<&str> = RENDITIONS.iter().map(|(name, _, _)| *name).collect();
+    let playlists = server.wait_until_ended("cam", &names, Duration::from_secs(60));
     let out = wait_child(&mut ffmpeg, Duration::from_secs(5));
     assert!(
         out.status.success(),

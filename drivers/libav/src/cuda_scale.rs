@@ -420,12 +420,6 @@ impl CudaScaler {
         let int = |value: usize| value as c_int;
         let (source_width, source_height) =
             (int(self.source.0 as usize), int(self.source.1 as usize));
-        let grid = |plane: &DevicePlane| {
-            (
-                (plane.width as c_uint).div_ceil(BLOCK),
-                (plane.height as c_uint).div_ceil(BLOCK),
-            )
-        };
         // Luma: the whole source plane into Y.
         {
             let (mut src, mut src_pitch, mut src_w, mut src_h) =
@@ -442,25 +436,10 @@ impl CudaScaler {
                 (&raw mut dst_w).cast(),
                 (&raw mut dst_h).cast(),
             ];
-            let (grid_x, grid_y) = grid(y);
             // SAFETY: the arguments match box_scale_plane's parameters in order and type; the
             // source plane is the decoder's live surface (the borrow in GpuPicture), the
             // destination our allocation of dst_pitch x dst_h bytes.
-            api.check("cuLaunchKernel (luma)", unsafe {
-                (api.launch)(
-                    self.kernels.plane,
-                    grid_x,
-                    grid_y,
-                    1,
-                    BLOCK,
-                    BLOCK,
-                    1,
-                    0,
-                    input.stream,
-                    arguments.as_mut_ptr(),
-                    std::ptr::null_mut(),
-                )
-            })?;
+            unsafe { launch(api, self.kernels.plane, y, input.stream, &mut arguments)? };
         }
         // Chroma: NV12's U/V pairs into U and V (same pitch: both allocated alike).
         {
@@ -483,23 +462,8 @@ impl CudaScaler {
                 (&raw mut dst_w).cast(),
                 (&raw mut dst_h).cast(),
             ];
-            let (grid_x, grid_y) = grid(u);
             // SAFETY: as for luma, with box_scale_uv_pairs's parameters.
-            api.check("cuLaunchKernel (chroma)", unsafe {
-                (api.launch)(
-                    self.kernels.uv_pairs,
-                    grid_x,
-                    grid_y,
-                    1,
-                    BLOCK,
-                    BLOCK,
-                    1,
-                    0,
-                    input.stream,
-                    arguments.as_mut_ptr(),
-                    std::ptr::null_mut(),
-                )
-            })?;
+            unsafe { launch(api, self.kernels.uv_pairs, u, input.stream, &mut arguments)? };
         }
         for (index, plane) in self.planes.iter().enumerate() {
             let (host, stride) = output.plane_mut(index);
@@ -535,6 +499,38 @@ impl CudaScaler {
         output.set_pts(input.pts);
         Ok(())
     }
+}
+
+/// Launches `kernel` with one thread per pixel of `output` on `stream`.
+///
+/// # Safety
+/// `arguments` must point to values of the kernel's parameter types, in order, and the memory
+/// they name must be valid for the kernel's reads and writes; the context is current.
+unsafe fn launch(
+    api: &CudaApi,
+    kernel: CuFunction,
+    output: &DevicePlane,
+    stream: CuStream,
+    arguments: &mut [*mut c_void],
+) -> Result<(), LibavError> {
+    let grid_x = (output.width as c_uint).div_ceil(BLOCK);
+    let grid_y = (output.height as c_uint).div_ceil(BLOCK);
+    // SAFETY: the caller's guarantee; no shared memory, no extra options.
+    api.check("cuLaunchKernel", unsafe {
+        (api.launch)(
+            kernel,
+            grid_x,
+            grid_y,
+            1,
+            BLOCK,
+            BLOCK,
+            1,
+            0,
+            stream,
+            arguments.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
+    })
 }
 
 fn free_plane(api: &CudaApi, plane: &DevicePlane) {
