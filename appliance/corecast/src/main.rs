@@ -133,13 +133,29 @@ fn run(args: RunArgs) -> ExitCode {
             let signal = wait_for_stop_signal(&stop_signals);
             tracing::info!(signal, "stop signal received");
             engine.stop();
-            ExitCode::SUCCESS
+            exit_now()
         }
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ends the process with status 0 at once, once the viewers are served (`Engine::stop`).
+///
+/// Why not return from `main`: the ingest, hub and transcode threads are still running, and
+/// libc's exit handlers then tear down the native libraries under them. The NVIDIA driver
+/// registers such a handler: a ladder still decoding on NVDEC then fails every call and the
+/// process crashes with SIGSEGV (seen on an H100). `_exit` skips the handlers; nothing is lost,
+/// because streams are deliberately not ended on a stop and every log line is already written
+/// (the log goes to stderr unbuffered).
+fn exit_now() -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit ends the process without running exit handlers; nothing after it runs.
+    unsafe { libc::_exit(0) }
 }
 
 /// SIGTERM (systemd, docker stop) and SIGINT (Ctrl-C), blocked in this thread before the
