@@ -352,3 +352,122 @@ fn a_ladder_on_a_gpu_that_is_not_there_is_refused_with_the_reason() {
     let error = Ladder::new(ladder, &config).unwrap_err().to_string();
     assert!(error.contains("CUDA device 63 did not open"), "{error}");
 }
+
+/// HEVC Main 10 (what many cameras send) from libx265 through libavcodec, made here because the
+/// GPU machines have no ffmpeg command line: the same moving picture, 10-bit 4:2:0.
+fn hevc_main10_source() -> (TrackConfig, Vec<AccessUnit>) {
+    use ffmpeg_next::format::Pixel;
+    use ffmpeg_next::{Dictionary, codec, encoder, frame};
+    let found = encoder::find_by_name("libx265").expect("libx265 in FFmpeg");
+    let mut context = codec::context::Context::new_with_codec(found)
+        .encoder()
+        .video()
+        .expect("encoder context");
+    context.set_width(WIDTH);
+    context.set_height(HEIGHT);
+    context.set_format(Pixel::YUV420P10LE);
+    context.set_time_base((1, 90_000));
+    context.set_frame_rate(Some((30, 1)));
+    context.set_bit_rate(1_500_000);
+    context.set_flags(codec::Flags::GLOBAL_HEADER);
+    let mut options = Dictionary::new();
+    options.set("preset", "ultrafast");
+    options.set("x265-params", "log-level=error:keyint=24:bframes=0:pools=2");
+    let mut encoder = context
+        .open_as_with(found, options)
+        .expect("libx265 Main 10");
+    // SAFETY: the context is open; avcodec_open2 set `extradata` (VPS, SPS, PPS in Annex B).
+    let extradata = unsafe {
+        let raw = &*encoder.as_ptr();
+        std::slice::from_raw_parts(raw.extradata, raw.extradata_size as usize).to_vec()
+    };
+    let config = libav::hevc_config_from_annex_b(&extradata).expect("hvcC");
+    let mut units = Vec::new();
+    let mut packet = ffmpeg_next::Packet::empty();
+    let mut take = |encoder: &mut ffmpeg_next::encoder::Video, units: &mut Vec<AccessUnit>| {
+        while encoder.receive_packet(&mut packet).is_ok() {
+            let mut payload = Vec::new();
+            media::annex_b::append_length_prefixed(
+                packet.data().unwrap_or_default(),
+                &mut payload,
+                |nal| !matches!(media::hevc::nal_unit_type(nal), Some(32..=34)),
+            );
+            let pts = packet.pts().unwrap_or(0);
+            units.push(AccessUnit {
+                codec: media::Codec::H265,
+                pts,
+                dts: packet.dts().unwrap_or(pts),
+                keyframe: packet.is_key(),
+                payload: payload.into(),
+            });
+        }
+    };
+    let mut picture10 = frame::Video::new(Pixel::YUV420P10LE, WIDTH, HEIGHT);
+    for index in 0..FRAMES {
+        let planes = picture(index);
+        for (plane, samples) in planes.iter().enumerate() {
+            let (w, h) = if plane == 0 {
+                (WIDTH as usize, HEIGHT as usize)
+            } else {
+                (WIDTH as usize / 2, HEIGHT as usize / 2)
+            };
+            let stride = picture10.stride(plane);
+            let data = picture10.data_mut(plane);
+            for row in 0..h {
+                for column in 0..w {
+                    let value = u16::from(samples[row * w + column]) << 2;
+                    let at = row * stride + column * 2;
+                    data[at..at + 2].copy_from_slice(&value.to_le_bytes());
+                }
+            }
+        }
+        picture10.set_pts(Some(index as i64 * 3000));
+        encoder.send_frame(&picture10).expect("send_frame");
+        take(&mut encoder, &mut units);
+    }
+    encoder.send_eof().expect("send_eof");
+    take(&mut encoder, &mut units);
+    (TrackConfig::Hevc(config), units)
+}
+
+#[test]
+fn nvdec_leaves_hevc_main_10_to_the_software_decoder_which_converts_it() {
+    if !gpu_here() {
+        return;
+    }
+    let (config, units) = hevc_main10_source();
+    assert_eq!(units.len(), FRAMES);
+    let (cpu, _) = decode(&config, &units, DecodeDevice::Cpu);
+    let mut decoder = VideoDecoder::with_device(
+        &config,
+        VideoDecoderSettings { threads: 1 },
+        DecodeDevice::Nvdec { gpu: 0 },
+    )
+    .expect("decoder");
+    let mut pictures = Vec::new();
+    for unit in &units {
+        decoder.submit(unit).expect("submit");
+        while let Some(picture) = decoder.poll_picture().expect("poll_picture") {
+            let DecodedPicture::System(frame) = picture else {
+                panic!("a Main 10 picture came out as a GPU surface");
+            };
+            pictures.push((frame.pts, packed(&frame)));
+        }
+    }
+    decoder.flush().expect("flush");
+    while let Some(picture) = decoder.poll_picture().expect("poll_picture") {
+        let DecodedPicture::System(frame) = picture else {
+            panic!("a Main 10 picture came out as a GPU surface");
+        };
+        pictures.push((frame.pts, packed(&frame)));
+    }
+    let stats = decoder.stats();
+    assert_eq!(
+        (stats.gpu_frames, stats.converted_frames),
+        (0, FRAMES as u64)
+    );
+    assert!(
+        pictures == cpu,
+        "the same 8-bit pictures as the CPU decoder's"
+    );
+}

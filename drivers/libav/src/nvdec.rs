@@ -179,27 +179,32 @@ impl Drop for CudaDevice {
 /// cannot take, and of 10-bit, 4:2:2 and 4:4:4 streams, whose NVDEC surfaces (P010, and so on)
 /// neither the GPU scaler nor the download takes; the CPU path converts those to 8-bit 4:2:0.
 unsafe extern "C" fn pick_cuda_format(
-    context: *mut ffi::AVCodecContext,
+    _context: *mut ffi::AVCodecContext,
     formats: *const ffi::AVPixelFormat,
 ) -> ffi::AVPixelFormat {
-    // SAFETY: libavcodec sets the context's software format before it calls get_format.
-    let software = unsafe { (*context).sw_pix_fmt };
-    let eight_bit_420 = matches!(
-        software,
-        ffi::AVPixelFormat::AV_PIX_FMT_YUV420P | ffi::AVPixelFormat::AV_PIX_FMT_YUVJ420P
-    );
+    // The list holds the hwaccel formats first and ends with the software format the stream
+    // decodes to. Return that one rather than libavcodec's default choice, which picks CUDA
+    // whenever a CUDA device is attached (a Main 10 stream then came out as P010 surfaces on
+    // an H100).
+    let (mut cuda_offered, mut software) = (false, ffi::AVPixelFormat::AV_PIX_FMT_NONE);
     let mut at = formats;
     // SAFETY: libavcodec passes a list terminated by AV_PIX_FMT_NONE; we read up to and
     // including the terminator only.
     unsafe {
         while !at.is_null() && *at != ffi::AVPixelFormat::AV_PIX_FMT_NONE {
-            if eight_bit_420 && *at == ffi::AVPixelFormat::AV_PIX_FMT_CUDA {
-                return ffi::AVPixelFormat::AV_PIX_FMT_CUDA;
-            }
+            cuda_offered |= *at == ffi::AVPixelFormat::AV_PIX_FMT_CUDA;
+            software = *at;
             at = at.add(1);
         }
-        // SAFETY: the same arguments libavcodec gave us, passed on to its own default.
-        ffi::avcodec_default_get_format(context, formats)
+    }
+    let eight_bit_420 = matches!(
+        software,
+        ffi::AVPixelFormat::AV_PIX_FMT_YUV420P | ffi::AVPixelFormat::AV_PIX_FMT_YUVJ420P
+    );
+    if cuda_offered && eight_bit_420 {
+        ffi::AVPixelFormat::AV_PIX_FMT_CUDA
+    } else {
+        software
     }
 }
 
@@ -358,6 +363,33 @@ mod tests {
         );
         // Remembered, not retried into a different answer.
         assert_eq!(nvdec_check(0).unwrap_err(), reason);
+    }
+
+    #[test]
+    fn cuda_frames_only_for_8_bit_4_2_0_streams() {
+        use ffi::AVPixelFormat::*;
+        let pick = |list: &[ffi::AVPixelFormat]| {
+            let mut list = list.to_vec();
+            list.push(AV_PIX_FMT_NONE);
+            // SAFETY: a NONE-terminated list; the context is not read.
+            unsafe { pick_cuda_format(ptr::null_mut(), list.as_ptr()) }
+        };
+        assert_eq!(
+            pick(&[AV_PIX_FMT_CUDA, AV_PIX_FMT_YUV420P]),
+            AV_PIX_FMT_CUDA
+        );
+        assert_eq!(
+            pick(&[AV_PIX_FMT_CUDA, AV_PIX_FMT_YUVJ420P]),
+            AV_PIX_FMT_CUDA
+        );
+        // HEVC Main 10, 4:2:2: the software format, although CUDA is offered.
+        assert_eq!(
+            pick(&[AV_PIX_FMT_CUDA, AV_PIX_FMT_YUV420P10LE]),
+            AV_PIX_FMT_YUV420P10LE
+        );
+        assert_eq!(pick(&[AV_PIX_FMT_YUV422P]), AV_PIX_FMT_YUV422P);
+        // A profile the GPU cannot take: no CUDA offered.
+        assert_eq!(pick(&[AV_PIX_FMT_YUV420P]), AV_PIX_FMT_YUV420P);
     }
 
     #[test]
