@@ -142,6 +142,20 @@ fn nvdec_decoder(codec: &'static str) -> EncoderStatus {
     }
 }
 
+/// GPU scaling of NVDEC's pictures (our CUDA kernel, JIT-compiled by the driver) on GPU 0.
+fn gpu_scaler() -> EncoderStatus {
+    let via = "corecast box-filter CUDA kernel (PTX, compiled by the NVIDIA driver)";
+    match libav::gpu_scale_check(0) {
+        Ok(()) => found(
+            "gpu-scale",
+            "I420",
+            via,
+            "GPU 0: kernels loaded; ladders decoding on NVDEC scale there".to_owned(),
+        ),
+        Err(reason) => missing("gpu-scale", "I420", via, reason),
+    }
+}
+
 pub fn run_probe() -> ProbeReport {
     // Keep FFmpeg's own lines (the nvenc loader's "Cannot load libcuda.so.1") out of the report:
     // the reasons below carry them.
@@ -202,6 +216,7 @@ pub fn run_probe() -> ProbeReport {
         cpu_decoder("hevc", "HEVC"),
         nvdec_decoder("H.264"),
         nvdec_decoder("HEVC"),
+        gpu_scaler(),
     ];
     let io_uring = match uring::probe() {
         Ok(report) => IoUringStatus {
@@ -299,7 +314,8 @@ mod tests {
                 ("h264", "H.264"),
                 ("hevc", "HEVC"),
                 ("nvdec", "H.264"),
-                ("nvdec", "HEVC")
+                ("nvdec", "HEVC"),
+                ("gpu-scale", "I420")
             ]
         );
         assert!(report.decoders[..2].iter().all(|d| d.available));
@@ -308,6 +324,10 @@ mod tests {
         if !driver_here {
             assert!(!nvdec.available);
             let reason = nvdec.reason.as_deref().unwrap_or("");
+            assert!(reason.starts_with("libcuda.so.1 not found"), "{reason}");
+            let scaler = &report.decoders[4];
+            assert!(!scaler.available);
+            let reason = scaler.reason.as_deref().unwrap_or("");
             assert!(reason.starts_with("libcuda.so.1 not found"), "{reason}");
         }
         let av1_nvenc = report

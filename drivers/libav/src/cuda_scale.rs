@@ -533,6 +533,17 @@ unsafe fn launch(
     })
 }
 
+/// Whether GPU scaling can be set up on GPU `gpu` here: the driver loads, the device opens,
+/// the driver JIT-compiles the kernels and a small scaler allocates. `Err` is the reason.
+pub fn gpu_scale_check(gpu: u32) -> Result<(), String> {
+    CudaScaler::new(gpu, (64, 64), (32, 32))
+        .map(drop)
+        .map_err(|e| match e {
+            LibavError::NvdecUnavailable { reason } => reason,
+            other => other.to_string(),
+        })
+}
+
 fn free_plane(api: &CudaApi, plane: &DevicePlane) {
     // SAFETY: memory from cuMemAllocPitch, freed once, with its context current (callers).
     unsafe { (api.free)(plane.at) };
