@@ -32,8 +32,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use libav::{
-    CudaScaler, DecodeDevice, DecodedPicture, I420Picture, LibavError, Scaler, VideoDecoder,
-    VideoDecoderSettings,
+    CudaFrames, CudaPicture, CudaScaler, DecodeDevice, DecodedPicture, I420Picture, LibavError,
+    Scaler, VideoDecoder, VideoDecoderSettings,
 };
 use media::{AccessUnit, AvcConfig, Codec, TrackConfig, VIDEO_TIMESCALE, rescale};
 use rung_encoder::RungVideoEncoder;
@@ -130,13 +130,31 @@ struct Rung {
     /// The encoder's codec parameters, fixed at open.
     track: TrackConfig,
     fallback_reason: Option<String>,
-    queue: FrameQueue<I420Picture>,
+    queue: FrameQueue<RungPicture>,
+    /// A software-decoded picture scaled here on its way to a rung that takes CUDA frames.
+    upload_staging: Option<I420Picture>,
     /// pts of pictures submitted as IDRs whose units have not come out yet.
     forced: VecDeque<i64>,
     encoded_frames: u64,
     flushed: bool,
     rate_window: Option<(Duration, u32)>,
     encoded_fps: f64,
+}
+
+/// A rung's scaled picture waiting for its encoder: in system memory, or in GPU memory for an
+/// NVENC rung that takes CUDA frames (the ladder decodes and scales on the GPU).
+enum RungPicture {
+    System(I420Picture),
+    Gpu(CudaPicture),
+}
+
+impl RungPicture {
+    fn pts(&self) -> i64 {
+        match self {
+            RungPicture::System(picture) => picture.pts(),
+            RungPicture::Gpu(picture) => picture.pts(),
+        }
+    }
 }
 
 /// See the module docs.
@@ -188,10 +206,10 @@ impl Ladder {
         };
         let (decoder, decoder_fallback_reason) = open_decoder(&config, source)?;
         let (fps_num, fps_den) = frame_rate.unwrap_or(config.fallback_fps);
-        let mut rungs = Vec::new();
         // H.264 rungs first, HEVC and AV1 rungs after every one of them (in config order), so
-        // the ids of `rungs()` (the H.264 ones) are 0..n whatever the config order.
-        let h264_first = config
+        // the ids of `rungs()` (the H.264 ones) are 0..n whatever the config order; rungs
+        // taller than the source are left out.
+        let built: Vec<(&RungConfig, (u32, u32))> = config
             .rungs
             .iter()
             .filter(|r| r.encoder.codec() == RungCodec::H264)
@@ -200,21 +218,34 @@ impl Ladder {
                     .rungs
                     .iter()
                     .filter(|r| r.encoder.codec() != RungCodec::H264),
-            );
-        for rung in h264_first {
-            let Some(size) = rung_size(source_size, rung.height) else {
-                continue;
-            };
+            )
+            .filter_map(|rung| Some((rung, rung_size(source_size, rung.height)?)))
+            .collect();
+        // GPU scalers before the encoders (every rung or none), so that an NVENC rung knows
+        // whether it can take CUDA frames when it is opened.
+        let (gpu, mut gpu_scalers, gpu_scale_fallback_reason) = match decoder.device() {
+            DecodeDevice::Nvdec { gpu } => match gpu_scalers(gpu, source_size, &built) {
+                Ok(scalers) => (Some(gpu), scalers.into_iter(), None),
+                Err(reason) => (None, Vec::new().into_iter(), Some(reason)),
+            },
+            DecodeDevice::Cpu => (None, Vec::new().into_iter(), None),
+        };
+        let mut rungs = Vec::new();
+        for (rung, size) in built {
             let scaler_error = |source| TranscodeError::Scaler {
                 rung: rung.name.clone(),
                 source,
             };
             let scaler =
                 Scaler::new(source_size, size, config.scale_filter).map_err(scaler_error)?;
-            let slots = (0..config.queue_frames)
-                .map(|_| I420Picture::new(size.0, size.1))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(scaler_error)?;
+            let gpu_scaler = gpu_scalers.next();
+            // A pool of CUDA frames for an NVENC rung when the ladder scales on the GPU.
+            let cuda_frames = match (gpu, &gpu_scaler, rung.encoder) {
+                (Some(gpu), Some(_), RungEncoder::Nvenc { .. }) => {
+                    Some(CudaFrames::new(gpu, size).map_err(scaler_error)?)
+                }
+                _ => None,
+            };
             let x264 = X264Settings {
                 width: size.0,
                 height: size.1,
@@ -229,12 +260,29 @@ impl Ladder {
                 keyint_max: None,
                 threads: config.encoder_threads,
             };
-            let (encoder, fallback_reason) = RungVideoEncoder::open(rung, x264, config.gpu)?;
+            let (encoder, fallback_reason) =
+                RungVideoEncoder::open(rung, x264, config.gpu, cuda_frames.as_ref())?;
+            let slots = (0..config.queue_frames)
+                .map(|_| match &cuda_frames {
+                    Some(frames) if encoder.takes_cuda_frames() => {
+                        frames.picture().map(RungPicture::Gpu)
+                    }
+                    _ => I420Picture::new(size.0, size.1).map(RungPicture::System),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(scaler_error)?;
+            let upload_staging = if encoder.takes_cuda_frames() {
+                tracing::info!(rung = %rung.name, "NVENC takes the rung's pictures in GPU memory");
+                Some(I420Picture::new(size.0, size.1).map_err(scaler_error)?)
+            } else {
+                None
+            };
             rungs.push(Rung {
                 config: rung.clone(),
                 size,
                 scaler,
-                gpu_scaler: None,
+                gpu_scaler,
+                upload_staging,
                 track: encoder.track_config(),
                 encoder,
                 fallback_reason,
@@ -246,10 +294,6 @@ impl Ladder {
                 encoded_fps: 0.0,
             });
         }
-        let gpu_scale_fallback_reason = match decoder.device() {
-            DecodeDevice::Nvdec { gpu } => attach_gpu_scalers(gpu, source_size, &mut rungs).err(),
-            DecodeDevice::Cpu => None,
-        };
         let target = rescale(
             i64::try_from(config.segment_target.as_millis()).unwrap_or(i64::MAX / 90),
             1000,
@@ -561,13 +605,28 @@ fn queue_picture(
     let Reservation::Slot(mut slot) = rung.queue.reserve(starts_segment) else {
         return Ok(());
     };
-    let scaled = match (picture, &mut rung.gpu_scaler) {
-        (DecodedPicture::System(frame), _) => rung.scaler.scale_into(frame, &mut slot),
-        (DecodedPicture::Gpu(gpu), Some(scaler)) => scaler.scale_into(gpu, &mut slot),
-        (DecodedPicture::Gpu(_), None) => Err(LibavError::Cuda {
-            call: "scale",
-            error: "a GPU picture reached a rung without a GPU scaler".into(),
-        }),
+    let scaled = match (picture, &mut slot, &mut rung.gpu_scaler) {
+        (DecodedPicture::System(frame), RungPicture::System(slot), _) => {
+            rung.scaler.scale_into(frame, slot)
+        }
+        (DecodedPicture::Gpu(gpu), RungPicture::System(slot), Some(scaler)) => {
+            scaler.scale_into(gpu, slot)
+        }
+        (DecodedPicture::Gpu(gpu), RungPicture::Gpu(slot), Some(scaler)) => {
+            scaler.scale_into_gpu(gpu, slot)
+        }
+        // A picture libavcodec decoded in software (a profile NVDEC lacks) for a rung whose
+        // encoder takes CUDA frames: scaled here, then uploaded.
+        (DecodedPicture::System(frame), RungPicture::Gpu(slot), _) => {
+            match rung.upload_staging.as_mut() {
+                Some(staging) => rung
+                    .scaler
+                    .scale_into(frame, staging)
+                    .and_then(|()| slot.upload(staging)),
+                None => Err(no_gpu_path("a rung without an upload picture")),
+            }
+        }
+        (DecodedPicture::Gpu(_), _, None) => Err(no_gpu_path("a rung without a GPU scaler")),
     };
     if let Err(source) = scaled {
         rung.queue.recycle(slot);
@@ -580,26 +639,29 @@ fn queue_picture(
     Ok(())
 }
 
-/// Gives every rung a GPU scaler on `gpu`, or none of them (and the reason) if one cannot be
-/// set up: the ladder then downloads full pictures and scales them with swscale.
-fn attach_gpu_scalers(gpu: u32, source_size: (u32, u32), rungs: &mut [Rung]) -> Result<(), String> {
-    let scalers = rungs
+fn no_gpu_path(what: &str) -> LibavError {
+    LibavError::Cuda {
+        call: "scale",
+        error: format!("a GPU picture reached {what}"),
+    }
+}
+
+/// A GPU scaler for every rung of `built`, or the reason none can be had: the ladder then
+/// downloads whole pictures and scales them with swscale.
+fn gpu_scalers(
+    gpu: u32,
+    source_size: (u32, u32),
+    built: &[(&RungConfig, (u32, u32))],
+) -> Result<Vec<CudaScaler>, String> {
+    built
         .iter()
-        .map(|rung| CudaScaler::new(gpu, source_size, rung.size))
-        .collect::<Result<Vec<_>, _>>();
-    match scalers {
-        Ok(scalers) => {
-            for (rung, scaler) in rungs.iter_mut().zip(scalers) {
-                rung.gpu_scaler = Some(scaler);
-            }
-            Ok(())
-        }
-        Err(error) => {
+        .map(|(_, size)| CudaScaler::new(gpu, source_size, *size))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| {
             let reason = error.to_string();
             tracing::warn!(%reason, "GPU scaling unavailable: the ladder scales NVDEC's pictures on the CPU");
-            Err(reason)
-        }
-    }
+            reason
+        })
 }
 
 fn encode_one(
@@ -611,13 +673,19 @@ fn encode_one(
     let Some(queued) = rung.queue.pop() else {
         return Ok(());
     };
-    let pts = queued.slot.pts();
-    let submitted = rung.encoder.submit(
-        &rung.config.name,
-        &queued.slot.as_raw(),
-        queued.starts_segment,
-    );
-    rung.queue.recycle(queued.slot);
+    let mut slot = queued.slot;
+    let pts = slot.pts();
+    let submitted = match &mut slot {
+        RungPicture::System(picture) => {
+            rung.encoder
+                .submit(&rung.config.name, &picture.as_raw(), queued.starts_segment)
+        }
+        RungPicture::Gpu(picture) => {
+            rung.encoder
+                .submit_cuda(&rung.config.name, picture, queued.starts_segment)
+        }
+    };
+    rung.queue.recycle(slot);
     submitted?;
     if queued.starts_segment {
         rung.forced.push_back(pts);

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use corecast_transcode::{DecoderChoice, Ladder, LadderConfig, RungEncoder, RungId};
 use libav::{
-    CudaScaler, DecodeDevice, DecodedPicture, I420Picture, VideoDecoder, VideoDecoderSettings,
-    X265Encoder, X265Settings, box_scale_reference,
+    CudaFrames, CudaScaler, DecodeDevice, DecodedPicture, I420Picture, VideoDecoder,
+    VideoDecoderSettings, X265Encoder, X265Settings, box_scale_reference,
 };
 use media::encode::{RawVideoFrame, VideoEncoder};
 use media::{AccessUnit, TrackConfig};
@@ -470,4 +470,139 @@ fn nvdec_leaves_hevc_main_10_to_the_software_decoder_which_converts_it() {
         pictures == cpu,
         "the same 8-bit pictures as the CPU decoder's"
     );
+}
+
+/// The path an NVENC rung takes when the ladder scales on the GPU: the scaler writes into CUDA
+/// frames of the rung's pool (what NVENC is opened with), which must hold exactly the
+/// reference's bytes; a picture decoded in software goes up into such a frame unchanged. NVENC
+/// itself is not here on the lent GPUs (no NVENC engine): opening it for CUDA frames must give
+/// that reason, and a ladder with an NVENC rung falls back to x264 with it, still scaling on
+/// the GPU.
+#[test]
+fn cuda_frames_for_nvenc_hold_the_reference_and_nvenc_falls_back_with_the_reason() {
+    if !gpu_here() {
+        return;
+    }
+    let (config, units) = h264_source();
+    let (cpu, _) = decode(&config, &units, DecodeDevice::Cpu);
+    let target = (320, 180);
+    let frames = CudaFrames::new(0, target).expect("CUDA frames");
+    let mut picture = frames.picture().expect("a frame of the pool");
+    let mut scaler = CudaScaler::new(0, (WIDTH, HEIGHT), target).expect("GPU scaler");
+    let mut downloaded = I420Picture::new(target.0, target.1).expect("picture");
+    let mut decoder = VideoDecoder::with_device(
+        &config,
+        VideoDecoderSettings { threads: 1 },
+        DecodeDevice::Nvdec { gpu: 0 },
+    )
+    .expect("NVDEC");
+    let mut checked = 0;
+    // A reference to the frame's buffer taken after each tenth fill, as an encoder holds one.
+    let mut held: Option<*mut ffmpeg_next::ffi::AVFrame> = None;
+    let buffer = |frame: *const ffmpeg_next::ffi::AVFrame| {
+        // SAFETY: a valid frame (ours or its clone); reading a pointer field.
+        unsafe { (*frame).data[0] as usize }
+    };
+    for unit in &units {
+        decoder.submit(unit).expect("submit");
+        while let Some(DecodedPicture::Gpu(gpu)) = decoder.poll_picture().expect("poll") {
+            scaler
+                .scale_into_gpu(&gpu, &mut picture)
+                .expect("scale into a CUDA frame");
+            if let Some(mut frame) = held.take() {
+                // The fill took a fresh buffer from the pool instead of writing under the
+                // held one.
+                // SAFETY: the frame pointer is valid (owned by `picture`).
+                assert_ne!(buffer(unsafe { picture.frame().as_ptr() }), buffer(frame));
+                // SAFETY: our clone, freed once.
+                unsafe { ffmpeg_next::ffi::av_frame_free(&mut frame) };
+            }
+            picture.download(&mut downloaded).expect("download");
+            let (pts, source) = &cpu[checked];
+            assert_eq!(downloaded.pts(), *pts);
+            let got = packed(&downloaded.as_raw());
+            let (sw, sh, tw, th) = (WIDTH as usize, HEIGHT as usize, 320, 180);
+            let mut expected = vec![0; tw * th];
+            box_scale_reference(&source[0], (sw, sh, sw), 1, &mut expected, (tw, th, tw));
+            assert!(
+                got[0] == expected,
+                "picture {checked}: luma differs from the reference"
+            );
+            if checked % 10 == 0 {
+                // SAFETY: a valid CUDA frame; av_frame_clone takes a new buffer reference.
+                held = Some(unsafe { ffmpeg_next::ffi::av_frame_clone(picture.frame().as_ptr()) });
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+    if let Some(mut frame) = held {
+        // SAFETY: our clone, freed once.
+        unsafe { ffmpeg_next::ffi::av_frame_free(&mut frame) };
+    }
+
+    // A system-memory picture goes up unchanged.
+    let mut system = I420Picture::new(target.0, target.1).expect("picture");
+    system.set_pts(1234);
+    let mut up = frames.picture().expect("frame");
+    up.upload(&system).expect("upload");
+    up.download(&mut downloaded).expect("download");
+    assert_eq!(packed(&downloaded.as_raw()), packed(&system.as_raw()));
+    assert_eq!(downloaded.pts(), 1234);
+
+    // NVENC for CUDA frames: not on this GPU, with the same reason as for system memory.
+    let sample = frames.picture().expect("frame");
+    let settings = nvenc::NvencSettings {
+        width: target.0,
+        height: target.1,
+        ..nvenc::NvencSettings::default()
+    };
+    match nvenc::NvencEncoder::with_cuda_frames(nvenc::NvencCodec::H264, settings, sample.frame()) {
+        Ok(_) => eprintln!("this GPU has NVENC: the CUDA-frame input opened"),
+        Err(error) => {
+            let reason = error.unavailable_reason().expect("Unavailable").to_owned();
+            eprintln!("NVENC for CUDA frames: {reason}");
+            assert!(reason.contains("has no NVENC engine"), "{reason}");
+        }
+    }
+
+    // A ladder with an NVENC rung: decoded and scaled on the GPU; the rung falls back to x264
+    // with the reason (or, on a GPU with NVENC, takes CUDA frames) and encodes every picture.
+    let mut rung = LadderConfig::default().rungs[3].clone();
+    rung.name = "180p-gpu".into();
+    rung.height = 180;
+    rung.preset = x264::X264Preset::Ultrafast;
+    rung.encoder = RungEncoder::Nvenc {
+        codec: corecast_transcode::RungCodec::H264,
+    };
+    let mut ladder = Ladder::new(
+        LadderConfig {
+            rungs: vec![rung],
+            segment_target: Duration::from_millis(800),
+            ..LadderConfig::default()
+        },
+        &config,
+    )
+    .expect("ladder");
+    assert!(ladder.scales_on_gpu());
+    let info = ladder.rungs().next().expect("the rung");
+    if let Some(reason) = info.fallback_reason {
+        assert!(reason.contains("has no NVENC engine"), "{reason}");
+    }
+    let mut encoded = 0;
+    let mut now = Duration::ZERO;
+    for unit in &units {
+        now += Duration::from_millis(33);
+        ladder.handle_unit(unit).expect("handle_unit");
+        while ladder.encode_step(now).expect("encode_step") {}
+        while ladder.poll_output().is_some() {
+            encoded += 1;
+        }
+    }
+    ladder.finish().expect("finish");
+    while ladder.encode_step(now).expect("encode_step") {}
+    while ladder.poll_output().is_some() {
+        encoded += 1;
+    }
+    assert_eq!(encoded, FRAMES);
 }

@@ -288,6 +288,241 @@ impl GpuPicture<'_> {
     }
 }
 
+/// A pool of CUDA frames of one size in I420 layout (FFmpeg's `AVHWFramesContext` with
+/// `sw_format` yuv420p on the shared device): what an NVENC encoder opened for CUDA input
+/// takes, so a rung's pictures never leave the GPU.
+pub struct CudaFrames {
+    reference: *mut ffi::AVBufferRef,
+    size: (u32, u32),
+    /// Keeps the device (and its CUDA context) alive as long as the pool.
+    _device: CudaDevice,
+}
+
+// SAFETY: an AVBufferRef to a frames context may be used and freed from any thread (FFmpeg
+// ref-counts it atomically and pushes the CUDA context per call); `&self` methods only take new
+// references and frames.
+unsafe impl Send for CudaFrames {}
+
+impl fmt::Debug for CudaFrames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CudaFrames")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CudaFrames {
+    /// A pool of `size` (even) frames on GPU `gpu`. Without the driver or the GPU it is
+    /// [`LibavError::NvdecUnavailable`].
+    pub fn new(gpu: u32, size: (u32, u32)) -> Result<Self, LibavError> {
+        crate::scale::check_size("CUDA frames", size.0, size.1)?;
+        let device = CudaDevice::shared(gpu)?;
+        // SAFETY: a live device reference; av_hwframe_ctx_alloc returns a new frames context
+        // reference (or null).
+        let mut reference = unsafe { ffi::av_hwframe_ctx_alloc(device.as_ptr()) };
+        if reference.is_null() {
+            return Err(LibavError::Ffmpeg {
+                call: "av_hwframe_ctx_alloc",
+                source: ffmpeg_next::Error::from(ffi::AVERROR(ffi::ENOMEM)),
+            });
+        }
+        // SAFETY: a frames context just allocated and not initialised: its fields are ours to
+        // set; av_hwframe_ctx_init then allocates the pool (CUDA pools grow on demand).
+        let code = unsafe {
+            let frames = &mut *((*reference).data as *mut ffi::AVHWFramesContext);
+            frames.format = ffi::AVPixelFormat::AV_PIX_FMT_CUDA;
+            frames.sw_format = ffi::AVPixelFormat::AV_PIX_FMT_YUV420P;
+            frames.width = size.0 as i32;
+            frames.height = size.1 as i32;
+            ffi::av_hwframe_ctx_init(reference)
+        };
+        if code < 0 {
+            // SAFETY: our reference, freed once.
+            unsafe { ffi::av_buffer_unref(&mut reference) };
+            return Err(LibavError::Ffmpeg {
+                call: "av_hwframe_ctx_init (CUDA yuv420p)",
+                source: ffmpeg_next::Error::from(code),
+            });
+        }
+        Ok(CudaFrames {
+            reference,
+            size,
+            _device: device,
+        })
+    }
+
+    pub fn size(&self) -> (u32, u32) {
+        self.size
+    }
+
+    /// A frame of the pool, for [`CudaScaler::scale_into_gpu`] to fill.
+    pub fn picture(&self) -> Result<CudaPicture, LibavError> {
+        // SAFETY: a live frames context reference; av_buffer_ref returns a new one or null.
+        let frames = unsafe { ffi::av_buffer_ref(self.reference) };
+        if frames.is_null() {
+            return Err(LibavError::Ffmpeg {
+                call: "av_buffer_ref (CUDA frames)",
+                source: ffmpeg_next::Error::from(ffi::AVERROR(ffi::ENOMEM)),
+            });
+        }
+        let mut picture = CudaPicture {
+            frame: ffmpeg_next::frame::Video::empty(),
+            frames,
+            size: self.size,
+        };
+        picture.get_buffer()?;
+        Ok(picture)
+    }
+}
+
+impl Drop for CudaFrames {
+    fn drop(&mut self) {
+        // SAFETY: our reference, freed once; frames and encoders hold their own.
+        unsafe { ffi::av_buffer_unref(&mut self.reference) };
+    }
+}
+
+/// One picture in GPU memory (a frame of a [`CudaFrames`] pool), I420 layout, reused from
+/// picture to picture: before each fill it gets a fresh buffer from the pool if an encoder
+/// still holds the old one.
+pub struct CudaPicture {
+    frame: ffmpeg_next::frame::Video,
+    /// The pool it takes buffers from (own reference).
+    frames: *mut ffi::AVBufferRef,
+    size: (u32, u32),
+}
+
+// SAFETY: as for CudaFrames; the frame is owned.
+unsafe impl Send for CudaPicture {}
+
+impl fmt::Debug for CudaPicture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CudaPicture")
+            .field("size", &self.size)
+            .field("pts", &self.frame.pts())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CudaPicture {
+    pub fn pts(&self) -> i64 {
+        self.frame.pts().unwrap_or(0)
+    }
+
+    /// The frame (a CUDA frame of its pool): a sample for opening an encoder on the pool.
+    pub fn frame(&self) -> &ffmpeg_next::frame::Video {
+        &self.frame
+    }
+
+    /// The frame, for an encoder opened with this pool's frames context.
+    pub fn frame_mut(&mut self) -> &mut ffmpeg_next::frame::Video {
+        &mut self.frame
+    }
+
+    /// Copies the picture to system memory as I420 (for checks; the ladder never does).
+    pub fn download(&self, out: &mut I420Picture) -> Result<(), LibavError> {
+        if (out.width(), out.height()) != self.size {
+            return Err(LibavError::FrameSize {
+                what: "download target",
+                expected: self.size,
+                got: (out.width(), out.height()),
+            });
+        }
+        let mut staging = ffmpeg_next::frame::Video::empty();
+        // SAFETY: a CUDA frame with a buffer; the transfer allocates `staging` in yuv420p.
+        let code =
+            unsafe { ffi::av_hwframe_transfer_data(staging.as_mut_ptr(), self.frame.as_ptr(), 0) };
+        if code < 0 {
+            return Err(LibavError::Ffmpeg {
+                call: "av_hwframe_transfer_data",
+                source: ffmpeg_next::Error::from(code),
+            });
+        }
+        for plane in 0..3 {
+            let (rows, width) = if plane == 0 {
+                (self.size.1 as usize, self.size.0 as usize)
+            } else {
+                (self.size.1 as usize / 2, self.size.0 as usize / 2)
+            };
+            let (target, stride) = out.plane_mut(plane);
+            let source_stride = staging.stride(plane);
+            let source = staging.data(plane);
+            for row in 0..rows {
+                // SAFETY: `target` holds `rows` rows of `stride` >= `width` bytes (an
+                // I420Picture of this size, borrowed mutably).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        source[row * source_stride..][..width].as_ptr(),
+                        target.add(row * stride),
+                        width,
+                    );
+                }
+            }
+        }
+        out.set_pts(self.pts());
+        Ok(())
+    }
+
+    /// Copies `picture` (system memory, this picture's size) into GPU memory, pts included:
+    /// for a picture that was decoded in software on its way to a rung that takes CUDA
+    /// frames.
+    pub fn upload(&mut self, picture: &I420Picture) -> Result<(), LibavError> {
+        if (picture.width(), picture.height()) != self.size {
+            return Err(LibavError::FrameSize {
+                what: "upload source",
+                expected: self.size,
+                got: (picture.width(), picture.height()),
+            });
+        }
+        self.make_writable()?;
+        // SAFETY: a CUDA frame with its own buffer and a yuv420p system frame of the same size;
+        // the transfer copies the planes up and reads nothing else.
+        let code = unsafe {
+            ffi::av_hwframe_transfer_data(self.frame.as_mut_ptr(), picture.frame_ptr(), 0)
+        };
+        if code < 0 {
+            return Err(LibavError::Ffmpeg {
+                call: "av_hwframe_transfer_data (upload)",
+                source: ffmpeg_next::Error::from(code),
+            });
+        }
+        self.frame.set_pts(Some(picture.pts()));
+        Ok(())
+    }
+
+    /// Makes sure the frame has a buffer nobody else references.
+    fn make_writable(&mut self) -> Result<(), LibavError> {
+        // SAFETY: an owned frame; av_frame_is_writable only reads its buffer references.
+        if unsafe { ffi::av_frame_is_writable(self.frame.as_mut_ptr()) } != 0 {
+            return Ok(());
+        }
+        self.get_buffer()
+    }
+
+    fn get_buffer(&mut self) -> Result<(), LibavError> {
+        // SAFETY: an owned frame and a live frames context reference; unref leaves the frame
+        // blank, then the pool gives it a buffer of its size and format.
+        let code = unsafe {
+            ffi::av_frame_unref(self.frame.as_mut_ptr());
+            ffi::av_hwframe_get_buffer(self.frames, self.frame.as_mut_ptr(), 0)
+        };
+        if code < 0 {
+            return Err(LibavError::Ffmpeg {
+                call: "av_hwframe_get_buffer",
+                source: ffmpeg_next::Error::from(code),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CudaPicture {
+    fn drop(&mut self) {
+        // SAFETY: our own reference to the pool, freed once (the frame frees its buffer).
+        unsafe { ffi::av_buffer_unref(&mut self.frames) };
+    }
+}
+
 /// One plane of the scaler's output in GPU memory.
 struct DevicePlane {
     at: CuDevicePtr,
@@ -369,14 +604,155 @@ impl CudaScaler {
             target,
             planes,
         };
-        // The chroma kernel writes U and V at one pitch; equal sizes get equal pitches.
-        if scaler.planes[1].pitch != scaler.planes[2].pitch {
-            return Err(LibavError::Cuda {
-                call: "cuMemAllocPitch",
-                error: "U and V planes got different pitches".into(),
+        Ok(scaler)
+    }
+
+    /// Scales `input` into `output`, a CUDA frame of the scaler's target size: the picture
+    /// stays in GPU memory, for NVENC. Returns when the kernels have finished.
+    pub fn scale_into_gpu(
+        &mut self,
+        input: &GpuPicture<'_>,
+        output: &mut CudaPicture,
+    ) -> Result<(), LibavError> {
+        self.check(input, output.size)?;
+        output.make_writable()?;
+        let api = self.api;
+        let _current = ContextGuard::push(api, self.context)?;
+        // SAFETY: a CUDA frame with its own buffer (made writable above), allocated by its
+        // pool for the target size in yuv420p: three planes at these line sizes.
+        let planes = unsafe {
+            let frame = &*output.frame.as_ptr();
+            std::array::from_fn(|plane| {
+                (
+                    frame.data[plane] as CuDevicePtr,
+                    usize::try_from(frame.linesize[plane]).unwrap_or(0),
+                )
+            })
+        };
+        // SAFETY: as above; run_kernels checks that U and V share a pitch.
+        unsafe { self.run_kernels(input, planes)? };
+        // NVENC reads the frame on its own engine: the kernels must be done first.
+        // SAFETY: the stream of FFmpeg's device, context pushed.
+        api.check("cuStreamSynchronize", unsafe {
+            (api.synchronize)(input.stream)
+        })?;
+        output.frame.set_pts(Some(input.pts));
+        Ok(())
+    }
+
+    /// The input is of the source size and on this scaler's device, the output of the target
+    /// size.
+    fn check(&self, input: &GpuPicture<'_>, output: (u32, u32)) -> Result<(), LibavError> {
+        if (input.width, input.height) != self.source {
+            return Err(LibavError::FrameSize {
+                what: "GPU scaler input",
+                expected: self.source,
+                got: (input.width, input.height),
             });
         }
-        Ok(scaler)
+        if output != self.target {
+            return Err(LibavError::FrameSize {
+                what: "GPU scaler output",
+                expected: self.target,
+                got: output,
+            });
+        }
+        if input.context != self.context {
+            return Err(LibavError::Cuda {
+                call: "scale",
+                error: "the picture was decoded on another CUDA device".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs the luma and chroma kernels from `input` into the Y, U and V planes `output`
+    /// (device address and pitch each) on the decoder's stream; does not wait for them.
+    ///
+    /// # Safety
+    /// Each output plane must be device memory of the target plane size at its pitch, not
+    /// used by anything else until the stream has run the kernels; the context is current.
+    unsafe fn run_kernels(
+        &self,
+        input: &GpuPicture<'_>,
+        [y, u, v]: [(CuDevicePtr, usize); 3],
+    ) -> Result<(), LibavError> {
+        if u.1 != v.1 {
+            return Err(LibavError::Cuda {
+                call: "scale",
+                error: format!(
+                    "U and V planes have different pitches ({} and {})",
+                    u.1, v.1
+                ),
+            });
+        }
+        let api = self.api;
+        let int = |value: usize| value as c_int;
+        let (width, height) = (self.target.0 as usize, self.target.1 as usize);
+        let (source_width, source_height) =
+            (int(self.source.0 as usize), int(self.source.1 as usize));
+        // Luma: the whole source plane into Y.
+        {
+            let (mut src, mut src_pitch, mut src_w, mut src_h) =
+                (input.luma.0, int(input.luma.1), source_width, source_height);
+            let (mut dst, mut dst_pitch, mut dst_w, mut dst_h) =
+                (y.0, int(y.1), int(width), int(height));
+            let mut arguments: [*mut c_void; 8] = [
+                (&raw mut src).cast(),
+                (&raw mut src_pitch).cast(),
+                (&raw mut src_w).cast(),
+                (&raw mut src_h).cast(),
+                (&raw mut dst).cast(),
+                (&raw mut dst_pitch).cast(),
+                (&raw mut dst_w).cast(),
+                (&raw mut dst_h).cast(),
+            ];
+            // SAFETY: the arguments match box_scale_plane's parameters in order and type; the
+            // source plane is the decoder's live surface (the borrow in GpuPicture), the
+            // destination the caller's (its guarantee).
+            unsafe {
+                launch(
+                    api,
+                    self.kernels.plane,
+                    (width, height),
+                    input.stream,
+                    &mut arguments,
+                )?
+            };
+        }
+        // Chroma: NV12's U/V pairs into U and V, which share a pitch.
+        {
+            let (mut src, mut src_pitch, mut src_w, mut src_h) = (
+                input.chroma.0,
+                int(input.chroma.1),
+                source_width / 2,
+                source_height / 2,
+            );
+            let (mut dst_u, mut dst_v, mut dst_pitch, mut dst_w, mut dst_h) =
+                (u.0, v.0, int(u.1), int(width / 2), int(height / 2));
+            let mut arguments: [*mut c_void; 9] = [
+                (&raw mut src).cast(),
+                (&raw mut src_pitch).cast(),
+                (&raw mut src_w).cast(),
+                (&raw mut src_h).cast(),
+                (&raw mut dst_u).cast(),
+                (&raw mut dst_v).cast(),
+                (&raw mut dst_pitch).cast(),
+                (&raw mut dst_w).cast(),
+                (&raw mut dst_h).cast(),
+            ];
+            // SAFETY: as for luma, with box_scale_uv_pairs's parameters.
+            unsafe {
+                launch(
+                    api,
+                    self.kernels.uv_pairs,
+                    (width / 2, height / 2),
+                    input.stream,
+                    &mut arguments,
+                )?
+            };
+        }
+        Ok(())
     }
 
     pub fn source_size(&self) -> (u32, u32) {
@@ -394,77 +770,13 @@ impl CudaScaler {
         input: &GpuPicture<'_>,
         output: &mut I420Picture,
     ) -> Result<(), LibavError> {
-        if (input.width, input.height) != self.source {
-            return Err(LibavError::FrameSize {
-                what: "GPU scaler input",
-                expected: self.source,
-                got: (input.width, input.height),
-            });
-        }
-        if (output.width(), output.height()) != self.target {
-            return Err(LibavError::FrameSize {
-                what: "GPU scaler output",
-                expected: self.target,
-                got: (output.width(), output.height()),
-            });
-        }
-        if input.context != self.context {
-            return Err(LibavError::Cuda {
-                call: "scale",
-                error: "the picture was decoded on another CUDA device".into(),
-            });
-        }
+        self.check(input, (output.width(), output.height()))?;
         let api = self.api;
         let _current = ContextGuard::push(api, self.context)?;
         let [y, u, v] = &self.planes;
-        let int = |value: usize| value as c_int;
-        let (source_width, source_height) =
-            (int(self.source.0 as usize), int(self.source.1 as usize));
-        // Luma: the whole source plane into Y.
-        {
-            let (mut src, mut src_pitch, mut src_w, mut src_h) =
-                (input.luma.0, int(input.luma.1), source_width, source_height);
-            let (mut dst, mut dst_pitch, mut dst_w, mut dst_h) =
-                (y.at, int(y.pitch), int(y.width), int(y.height));
-            let mut arguments: [*mut c_void; 8] = [
-                (&raw mut src).cast(),
-                (&raw mut src_pitch).cast(),
-                (&raw mut src_w).cast(),
-                (&raw mut src_h).cast(),
-                (&raw mut dst).cast(),
-                (&raw mut dst_pitch).cast(),
-                (&raw mut dst_w).cast(),
-                (&raw mut dst_h).cast(),
-            ];
-            // SAFETY: the arguments match box_scale_plane's parameters in order and type; the
-            // source plane is the decoder's live surface (the borrow in GpuPicture), the
-            // destination our allocation of dst_pitch x dst_h bytes.
-            unsafe { launch(api, self.kernels.plane, y, input.stream, &mut arguments)? };
-        }
-        // Chroma: NV12's U/V pairs into U and V (same pitch: both allocated alike).
-        {
-            let (mut src, mut src_pitch, mut src_w, mut src_h) = (
-                input.chroma.0,
-                int(input.chroma.1),
-                source_width / 2,
-                source_height / 2,
-            );
-            let (mut dst_u, mut dst_v, mut dst_pitch, mut dst_w, mut dst_h) =
-                (u.at, v.at, int(u.pitch), int(u.width), int(u.height));
-            let mut arguments: [*mut c_void; 9] = [
-                (&raw mut src).cast(),
-                (&raw mut src_pitch).cast(),
-                (&raw mut src_w).cast(),
-                (&raw mut src_h).cast(),
-                (&raw mut dst_u).cast(),
-                (&raw mut dst_v).cast(),
-                (&raw mut dst_pitch).cast(),
-                (&raw mut dst_w).cast(),
-                (&raw mut dst_h).cast(),
-            ];
-            // SAFETY: as for luma, with box_scale_uv_pairs's parameters.
-            unsafe { launch(api, self.kernels.uv_pairs, u, input.stream, &mut arguments)? };
-        }
+        let planes = [(y.at, y.pitch), (u.at, u.pitch), (v.at, v.pitch)];
+        // SAFETY: our own planes, allocated for the target size at these pitches.
+        unsafe { self.run_kernels(input, planes)? };
         for (index, plane) in self.planes.iter().enumerate() {
             let (host, stride) = output.plane_mut(index);
             let copy = Memcpy2d {
@@ -501,7 +813,7 @@ impl CudaScaler {
     }
 }
 
-/// Launches `kernel` with one thread per pixel of `output` on `stream`.
+/// Launches `kernel` with one thread per pixel of a `width` x `height` output on `stream`.
 ///
 /// # Safety
 /// `arguments` must point to values of the kernel's parameter types, in order, and the memory
@@ -509,12 +821,12 @@ impl CudaScaler {
 unsafe fn launch(
     api: &CudaApi,
     kernel: CuFunction,
-    output: &DevicePlane,
+    (width, height): (usize, usize),
     stream: CuStream,
     arguments: &mut [*mut c_void],
 ) -> Result<(), LibavError> {
-    let grid_x = (output.width as c_uint).div_ceil(BLOCK);
-    let grid_y = (output.height as c_uint).div_ceil(BLOCK);
+    let grid_x = (width as c_uint).div_ceil(BLOCK);
+    let grid_y = (height as c_uint).div_ceil(BLOCK);
     // SAFETY: the caller's guarantee; no shared memory, no extra options.
     api.check("cuLaunchKernel", unsafe {
         (api.launch)(
@@ -648,5 +960,10 @@ mod tests {
             "{error}"
         );
         assert!(CudaScaler::new(0, (641, 360), (320, 180)).is_err());
+        let error = CudaFrames::new(0, (320, 180)).unwrap_err();
+        assert!(
+            error.to_string().contains("libcuda.so.1 not found"),
+            "{error}"
+        );
     }
 }

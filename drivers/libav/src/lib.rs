@@ -34,7 +34,9 @@ pub use aac::{AacEncoder, AacSettings};
 pub use audio_transcode::{
     AudioTranscodeStats, AudioTranscoder, AudioTranscoderSettings, SourceAudioCodec,
 };
-pub use cuda_scale::{CudaScaler, GpuPicture, box_scale_reference, gpu_scale_check};
+pub use cuda_scale::{
+    CudaFrames, CudaPicture, CudaScaler, GpuPicture, box_scale_reference, gpu_scale_check,
+};
 pub use decode::{
     DecodeDevice, DecodeStats, DecodedPicture, MAX_DECODE_THREADS, VideoDecoder,
     VideoDecoderSettings, check_length_prefixed,

@@ -94,6 +94,11 @@ impl CudaDevice {
         devices[index].1.new_reference()
     }
 
+    /// The device reference (for a frames context on it).
+    pub(crate) fn as_ptr(&self) -> *mut ffi::AVBufferRef {
+        self.reference
+    }
+
     /// Another owned reference to the same device.
     fn new_reference(&self) -> Result<CudaDevice, LibavError> {
         // SAFETY: `self.reference` is a live device reference; av_buffer_ref returns a new one

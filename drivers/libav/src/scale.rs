@@ -96,6 +96,12 @@ impl I420Picture {
         (self.frame.data_mut(index).as_mut_ptr(), stride)
     }
 
+    /// The underlying AVFrame (yuv420p, system memory), for FFmpeg calls in this crate.
+    pub(crate) fn frame_ptr(&self) -> *const ffi::AVFrame {
+        // SAFETY: only the pointer is taken; the frame it points to lives as long as `self`.
+        unsafe { self.frame.as_ptr() }
+    }
+
     /// The picture as an encoder input.
     pub fn as_raw(&self) -> RawVideoFrame<'_> {
         let frame = &self.frame;

@@ -6,7 +6,7 @@ use std::fmt;
 
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::picture;
-use ffmpeg_next::{Dictionary, codec, encoder, frame};
+use ffmpeg_next::{Dictionary, codec, encoder, ffi, frame};
 use media::encode::{RawVideoFrame, VideoEncoder};
 use media::hevc::nal_unit_type;
 use media::{AccessUnit, AvcConfig, Codec, HevcConfig, TrackConfig, VIDEO_TIMESCALE, annex_b};
@@ -34,6 +34,8 @@ pub struct NvencEncoder {
     packet: ffmpeg_next::Packet,
     ready: VecDeque<AccessUnit>,
     flushing: bool,
+    /// Opened for CUDA frames ([`NvencEncoder::with_cuda_frames`]).
+    cuda_input: bool,
 }
 
 impl fmt::Debug for NvencEncoder {
@@ -58,7 +60,7 @@ pub(crate) fn open_context(
     codec: NvencCodec,
     settings: &NvencSettings,
 ) -> Result<encoder::Video, NvencError> {
-    open_context_after(codec, settings, |gpu| check_gpu(gpu).map(Some))
+    open_context_after(codec, settings, |gpu| check_gpu(gpu).map(Some), None)
 }
 
 /// [`open_context`] with the driver check given (tests skip it to see FFmpeg's own failure).
@@ -66,6 +68,7 @@ pub(crate) fn open_context_after(
     codec: NvencCodec,
     settings: &NvencSettings,
     driver_check: impl FnOnce(u32) -> Result<Option<GpuInfo>, NvencError>,
+    cuda_frames: Option<*mut ffi::AVBufferRef>,
 ) -> Result<encoder::Video, NvencError> {
     settings.check()?;
     let name = codec.ffmpeg_name();
@@ -98,7 +101,23 @@ pub(crate) fn open_context_after(
         .map_err(ffmpeg_error("avcodec_alloc_context3"))?;
     video.set_width(settings.width);
     video.set_height(settings.height);
-    video.set_format(Pixel::YUV420P);
+    match cuda_frames {
+        None => video.set_format(Pixel::YUV420P),
+        Some(frames) => {
+            video.set_format(Pixel::CUDA);
+            // SAFETY: the caller's frames context reference is live (with_cuda_frames's
+            // contract); the context takes a reference of its own and frees it when closed.
+            let reference = unsafe { ffi::av_buffer_ref(frames) };
+            if reference.is_null() {
+                return Err(NvencError::Ffmpeg {
+                    call: "av_buffer_ref (CUDA frames)",
+                    source: ffmpeg_next::Error::from(ffi::AVERROR(ffi::ENOMEM)),
+                });
+            }
+            // SAFETY: the context is allocated and not open; it owns the reference from now.
+            unsafe { (*video.as_mut_ptr()).hw_frames_ctx = reference };
+        }
+    }
     // pts go in and come out on our 90 kHz clock.
     video.set_time_base((1, VIDEO_TIMESCALE as i32));
     // In range: `check` bounds fps to (0, 1000] with non-zero parts that fit an i32.
@@ -150,6 +169,44 @@ impl NvencEncoder {
     /// same rate control, forced IDRs and output rules (VPS, SPS and PPS go to the `hvcC`).
     pub fn with_codec(codec: NvencCodec, settings: NvencSettings) -> Result<Self, NvencError> {
         let encoder = open_context(codec, &settings)?;
+        Self::opened(encoder, codec, settings, false)
+    }
+
+    /// As [`Self::with_codec`], taking pictures that are already in GPU memory: CUDA frames of
+    /// the same frames context as `sample` (yuv420p layout, the settings' size, on the GPU
+    /// `settings.gpu` names), given to [`Self::submit_cuda_frame`]. The pictures then never
+    /// pass through system memory. The encoder takes its own reference to the frames context.
+    pub fn with_cuda_frames(
+        codec: NvencCodec,
+        settings: NvencSettings,
+        sample: &frame::Video,
+    ) -> Result<Self, NvencError> {
+        // SAFETY: `sample` is a valid AVFrame (ffmpeg-next owns it); we read two fields.
+        let (format, frames) = unsafe {
+            let raw = &*sample.as_ptr();
+            (raw.format, raw.hw_frames_ctx)
+        };
+        if format != ffi::AVPixelFormat::AV_PIX_FMT_CUDA as i32 || frames.is_null() {
+            return Err(NvencError::InputKind {
+                opened: "CUDA",
+                got: "a sample that is not a CUDA frame",
+            });
+        }
+        let encoder = open_context_after(
+            codec,
+            &settings,
+            |gpu| check_gpu(gpu).map(Some),
+            Some(frames),
+        )?;
+        Self::opened(encoder, codec, settings, true)
+    }
+
+    fn opened(
+        encoder: encoder::Video,
+        codec: NvencCodec,
+        settings: NvencSettings,
+        cuda_input: bool,
+    ) -> Result<Self, NvencError> {
         let extradata = extradata(&encoder);
         let config = match codec {
             NvencCodec::H264 => TrackConfig::Avc(parameter_sets_from_annex_b(&extradata)?),
@@ -171,7 +228,42 @@ impl NvencEncoder {
             packet: ffmpeg_next::Packet::empty(),
             ready: VecDeque::new(),
             flushing: false,
+            cuda_input,
         })
+    }
+
+    /// Encodes one CUDA frame (of the frames context the encoder was opened with), an IDR if
+    /// `force_idr`. The encoder keeps a reference to the frame's buffer until it is done with
+    /// it, so the caller must not write into that buffer meanwhile (libav's `CudaPicture`
+    /// takes a fresh one from the pool when it is still referenced).
+    pub fn submit_cuda_frame(
+        &mut self,
+        frame: &mut frame::Video,
+        force_idr: bool,
+    ) -> Result<(), NvencError> {
+        if self.flushing {
+            return Err(NvencError::SubmitAfterFlush);
+        }
+        if !self.cuda_input {
+            return Err(NvencError::InputKind {
+                opened: "system-memory",
+                got: "CUDA",
+            });
+        }
+        frame.set_kind(if force_idr {
+            picture::Type::I
+        } else {
+            picture::Type::None
+        });
+        self.encoder
+            .send_frame(frame)
+            .map_err(ffmpeg_error("avcodec_send_frame (CUDA frame)"))?;
+        self.receive()
+    }
+
+    /// Whether the encoder takes CUDA frames ([`Self::with_cuda_frames`]).
+    pub fn takes_cuda_frames(&self) -> bool {
+        self.cuda_input
     }
 
     pub fn settings(&self) -> &NvencSettings {
@@ -259,6 +351,12 @@ impl VideoEncoder for NvencEncoder {
     fn submit(&mut self, frame: &RawVideoFrame<'_>, force_idr: bool) -> Result<(), NvencError> {
         if self.flushing {
             return Err(NvencError::SubmitAfterFlush);
+        }
+        if self.cuda_input {
+            return Err(NvencError::InputKind {
+                opened: "CUDA",
+                got: "system-memory",
+            });
         }
         frame.check_fits(self.settings.width, self.settings.height)?;
         self.fill_staging(frame)?;

@@ -72,6 +72,12 @@ pub enum NvencError {
     PlaneTooSmall { plane: usize },
     #[error("NVENC picture submitted after flush")]
     SubmitAfterFlush,
+    /// A system-memory picture for an encoder opened for CUDA frames, or the other way round.
+    #[error("NVENC was opened for {opened} pictures and got {got} ones")]
+    InputKind {
+        opened: &'static str,
+        got: &'static str,
+    },
 }
 
 media::impl_encoder_error_from!(NvencError);

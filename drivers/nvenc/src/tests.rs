@@ -76,12 +76,14 @@ fn ffmpeg_failing_to_load_the_driver_is_captured_and_mapped() {
         eprintln!("skipped: libcuda.so.1 is installed here");
         return;
     }
-    let error =
-        crate::encoder::open_context_after(NvencCodec::H264, &NvencSettings::default(), |_| {
-            Ok(None)
-        })
-        .map(|_| "an encoder")
-        .expect_err("no driver");
+    let error = crate::encoder::open_context_after(
+        NvencCodec::H264,
+        &NvencSettings::default(),
+        |_| Ok(None),
+        None,
+    )
+    .map(|_| "an encoder")
+    .expect_err("no driver");
     let reason = error.unavailable_reason().expect("Unavailable");
     if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
         assert_eq!(

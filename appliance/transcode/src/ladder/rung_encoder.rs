@@ -7,7 +7,9 @@
 use std::sync::{Mutex, PoisonError};
 
 use corecast_rav1e::{Rav1eEncoder, Rav1eError, Rav1eSettings};
-use libav::{LibavError, SvtAv1Encoder, SvtAv1Settings, X265Encoder, X265Settings};
+use libav::{
+    CudaFrames, CudaPicture, LibavError, SvtAv1Encoder, SvtAv1Settings, X265Encoder, X265Settings,
+};
 use media::encode::{RawVideoFrame, VideoEncoder};
 use media::{AccessUnit, TrackConfig};
 use nvenc::{NvencCodec, NvencEncoder, NvencError, NvencProfile, NvencSettings, NvencTune};
@@ -28,11 +30,14 @@ pub(super) enum RungVideoEncoder {
 impl RungVideoEncoder {
     /// Opens the encoder `rung` asks for. An NVENC rung where NVENC is unavailable follows the
     /// rung's fallback: the codec's CPU encoder with the same settings (the second value is
-    /// then the reason), or [`TranscodeError::GpuUnavailable`].
+    /// then the reason), or [`TranscodeError::GpuUnavailable`]. With `cuda_frames` (the
+    /// ladder decodes and scales on the GPU) an NVENC rung is opened to take CUDA frames of
+    /// that pool; any other encoder ignores it.
     pub(super) fn open(
         rung: &RungConfig,
         x264: X264Settings,
         gpu: u32,
+        cuda_frames: Option<&CudaFrames>,
     ) -> Result<(RungVideoEncoder, Option<String>), TranscodeError> {
         let codec = match rung.encoder {
             RungEncoder::Nvenc { codec } => codec,
@@ -43,7 +48,21 @@ impl RungVideoEncoder {
             RungCodec::Hevc => NvencCodec::Hevc,
             RungCodec::Av1 => NvencCodec::Av1,
         };
-        match NvencEncoder::with_codec(nvenc_codec, nvenc_settings(rung, &x264, gpu)) {
+        let settings = nvenc_settings(rung, &x264, gpu);
+        let opened = match cuda_frames.map(CudaFrames::picture) {
+            // The pool is on GPU `gpu` (the ladder made it there) and of the rung's size.
+            Some(Ok(sample)) => {
+                NvencEncoder::with_cuda_frames(nvenc_codec, settings, sample.frame())
+            }
+            Some(Err(source)) => {
+                return Err(TranscodeError::Scaler {
+                    rung: rung.name.clone(),
+                    source,
+                });
+            }
+            None => NvencEncoder::with_codec(nvenc_codec, settings),
+        };
+        match opened {
             Ok(encoder) => Ok((RungVideoEncoder::Nvenc(Box::new(encoder)), None)),
             Err(NvencError::Unavailable { reason }) => match rung.fallback {
                 GpuFallback::Cpu => {
@@ -142,6 +161,33 @@ impl RungVideoEncoder {
                 .submit(frame, force_idr)
                 .map_err(|source| svt_av1_error(rung, source)),
         }
+    }
+
+    /// Submits a picture that is in GPU memory: only to an NVENC encoder opened for CUDA
+    /// frames.
+    pub(super) fn submit_cuda(
+        &mut self,
+        rung: &str,
+        picture: &mut CudaPicture,
+        force_idr: bool,
+    ) -> Result<(), TranscodeError> {
+        match self {
+            RungVideoEncoder::Nvenc(encoder) => encoder
+                .submit_cuda_frame(picture.frame_mut(), force_idr)
+                .map_err(|source| nvenc_error(rung, source)),
+            _ => Err(TranscodeError::Scaler {
+                rung: rung.to_owned(),
+                source: LibavError::Cuda {
+                    call: "submit",
+                    error: "a GPU picture reached a CPU encoder".into(),
+                },
+            }),
+        }
+    }
+
+    /// Whether the encoder takes CUDA frames (NVENC opened with the rung's frames pool).
+    pub(super) fn takes_cuda_frames(&self) -> bool {
+        matches!(self, RungVideoEncoder::Nvenc(encoder) if encoder.takes_cuda_frames())
     }
 
     pub(super) fn poll_packet(&mut self, rung: &str) -> Result<Option<AccessUnit>, TranscodeError> {
