@@ -24,8 +24,9 @@
 //! the unit being submitted when it surfaces, which may be a few units after the bad one.
 //!
 //! GPU decode: [`VideoDecoder::with_device`] with [`DecodeDevice::Nvdec`] decodes on an NVIDIA
-//! GPU through libavcodec's CUDA hwaccel (`crate::nvdec` explains the choice); pictures are
-//! copied back to system memory as I420, so callers see the same frames either way.
+//! GPU through libavcodec's CUDA hwaccel (`crate::nvdec` explains the choice);
+//! [`VideoDecoder::poll_frame`] copies its pictures back to system memory as I420, so callers
+//! see the same frames either way, and [`VideoDecoder::poll_picture`] leaves them on the GPU.
 //! Where the driver is missing it is [`LibavError::NvdecUnavailable`] with the reason; the
 //! caller decides whether to fall back ([`VideoDecoder::new`] is the CPU decoder).
 //!

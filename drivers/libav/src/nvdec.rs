@@ -17,12 +17,11 @@
 //! a `get_format` callback picks `AV_PIX_FMT_CUDA` when libavcodec offers it (it does not for
 //! streams the hwaccel cannot decode, which then decode in software).
 //!
-//! Frames: NVDEC writes NV12 surfaces in GPU memory. They are copied to system memory with
-//! `av_hwframe_transfer_data` and de-interleaved into I420 here, because every consumer in
-//! corecast (swscale, x264, x265, SVT-AV1, rav1e, NVENC's system-memory input) takes I420.
-//! Not done: handing the CUDA frames to `h264_nvenc` / `hevc_nvenc` and scaling them with
-//! `scale_cuda` (FFmpeg 5.1 has that filter, but only in libavfilter, which this build does not
-//! link). docs/transcode.md, "GPU decode (NVDEC)", has the whole picture.
+//! Frames: NVDEC writes NV12 surfaces in GPU memory. `VideoDecoder::poll_picture` hands them
+//! out as they are (for `crate::CudaScaler`, which scales them on the GPU); `poll_frame`
+//! copies them to system memory with `av_hwframe_transfer_data` and de-interleaves them into
+//! I420 here ([`download`]). docs/transcode.md, "GPU decode (NVDEC) and GPU scaling", has the
+//! whole picture.
 
 use std::ffi::c_int;
 use std::ptr;
