@@ -336,6 +336,16 @@ pub fn ffmpeg_publish_with(url: &str, seconds: u32, extra: &[&str]) -> Child {
 }
 
 /// Waits for a child with a deadline; kills it if the deadline passes.
+/// As [`wait_child`], and panics with the child's stderr unless it exited with status 0.
+pub fn wait_success(child: &mut Child, timeout: Duration, what: &str) {
+    let out = wait_child(child, timeout);
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn wait_child(child: &mut Child, timeout: Duration) -> Output {
     let deadline = Instant::now() + timeout;
     loop {

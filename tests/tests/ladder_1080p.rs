@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use corecast_e2e::codec_rungs::packets;
-use corecast_e2e::{Server, TempDir, ffmpeg_decode_errors, ffprobe_json, require_tool, wait_child};
+use corecast_e2e::{
+    Server, TempDir, ffmpeg_decode_errors, ffprobe_json, require_tool, wait_success,
+};
 use testmedia::TestSource;
 
 const CONFIG: &str = r#"
@@ -93,12 +95,7 @@ fn a_1080p30_publish_gets_the_default_ladder_aligned_and_in_sync() {
         .chain(["audio"])
         .collect();
     let playlists = server.wait_until_ended("cam", &names, Duration::from_secs(90));
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(5));
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(5), "ffmpeg");
 
     // Every video rendition lists the source's segments, numbers and durations.
     let source_playlist = &playlists[0];

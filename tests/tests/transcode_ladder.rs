@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use corecast_e2e::{
     Server, TempDir, ffmpeg_decode_errors, ffmpeg_publish, ffmpeg_publish_with, ffprobe_json,
-    wait_child,
+    wait_success,
 };
 
 const CONFIG: &str = r#"
@@ -158,12 +158,7 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
     // Until the stream ends (publisher gone + 2 s grace), then read the final playlists.
     let names: Vec<&str> = RENDITIONS.iter().map(|(name, _, _)| *name).collect();
     let playlists = server.wait_until_ended("cam", &names, Duration::from_secs(60));
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(5));
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(5), "ffmpeg");
 
     // Same numbers and durations in every rendition; about 10 s in 2 s segments.
     let source = &playlists[0];
@@ -333,12 +328,7 @@ fn a_4_2_2_source_gets_an_8_bit_4_2_0_ladder() {
     let mut ffmpeg = ffmpeg_publish_with(&server.rtmp_url("cam"), 6, &["-pix_fmt", "yuv422p"]);
     let names: Vec<&str> = RENDITIONS.iter().map(|(name, _, _)| *name).collect();
     let playlists = server.wait_until_ended("cam", &names, Duration::from_secs(60));
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(5));
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(5), "ffmpeg");
     let multivariant = server.get("/live/cam/index.m3u8").text();
     assert!(
         multivariant.contains("CODECS=\"avc1.7a"),
