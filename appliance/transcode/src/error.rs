@@ -25,6 +25,10 @@ pub enum TranscodeError {
     /// `decoder = "nvdec"` where NVDEC cannot be used: the ladder is refused.
     #[error("ladder asks for decoder = \"nvdec\", and NVDEC is unavailable: {reason}")]
     GpuDecoderUnavailable { reason: String },
+    /// NVDEC or the GPU scaler failed mid-stream; the ladder handles it by decoding on the
+    /// CPU ([`crate::Ladder::handle_unit`] never returns it).
+    #[error("GPU failed mid-stream: {reason}")]
+    GpuFault { reason: String },
     #[error("rung {rung}: scaler: {source}")]
     Scaler { rung: String, source: LibavError },
     #[error("rung {rung}: x264: {source}")]

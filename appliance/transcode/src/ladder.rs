@@ -103,7 +103,15 @@ pub struct LadderStats {
     pub segment_starts: u64,
     /// Segment starts whose picture never came out of the decoder; the next one took the IDR.
     pub misaligned_boundaries: u64,
+    /// Times NVDEC failed mid-stream and the ladder went on decoding on the CPU (0 or 1).
+    pub gpu_failovers: u64,
+    /// Source units skipped after such a failover, until the next key frame.
+    pub skipped_after_failover: u64,
 }
+
+/// Units in a row that NVDEC may fail (with no picture out) before the ladder decodes on the
+/// CPU instead: one second at 30 fps. A damaged stream fails a unit or two, not dozens.
+pub const GPU_FAILOVER_UNITS: u32 = 30;
 
 /// Encoder progress of one rung.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -166,6 +174,15 @@ pub struct Ladder {
     decoder_fallback_reason: Option<String>,
     /// Why a ladder decoding on NVDEC scales on the CPU, if it does.
     gpu_scale_fallback_reason: Option<String>,
+    /// The source's parameter sets and the decoder settings, to reopen the decoder on the CPU.
+    source: TrackConfig,
+    decoder_settings: VideoDecoderSettings,
+    /// Units NVDEC failed since its last picture.
+    gpu_failures_in_a_row: u32,
+    /// After a failover: units are skipped until a key frame.
+    awaiting_keyframe: bool,
+    /// The counts of a decoder replaced by a failover, so the stats keep them.
+    retired: libav::DecodeStats,
     /// The source track's codec (H.264 or HEVC): units of another codec are refused.
     source_codec: Codec,
     clock: SegmentClock,
@@ -294,6 +311,7 @@ impl Ladder {
                 encoded_fps: 0.0,
             });
         }
+        let decoder_settings = decoder.settings().clone();
         let target = rescale(
             i64::try_from(config.segment_target.as_millis()).unwrap_or(i64::MAX / 90),
             1000,
@@ -306,6 +324,11 @@ impl Ladder {
             decoder,
             decoder_fallback_reason,
             gpu_scale_fallback_reason,
+            source: source.clone(),
+            decoder_settings,
+            gpu_failures_in_a_row: 0,
+            awaiting_keyframe: false,
+            retired: libav::DecodeStats::default(),
             source_codec: source.codec(),
             boundaries: VecDeque::new(),
             rungs,
@@ -417,12 +440,59 @@ impl Ladder {
             }
             UnitPlace::InSegment => {}
         }
+        if self.awaiting_keyframe {
+            if !unit.keyframe {
+                self.stats.skipped_after_failover += 1;
+                return Ok(());
+            }
+            self.awaiting_keyframe = false;
+        }
         match self.decoder.submit(unit) {
             Ok(()) => {}
-            Err(LibavError::CorruptUnit { .. }) => {}
+            Err(LibavError::CorruptUnit { reason, .. }) => self.count_gpu_failure(&reason)?,
             Err(other) => return Err(TranscodeError::Decoder(other)),
         }
-        self.drain_decoder()
+        match self.drain_decoder() {
+            Err(TranscodeError::GpuFault { reason }) => self.fail_over(&reason),
+            other => other,
+        }
+    }
+
+    /// A unit the decoder refused: on NVDEC, one more in a row; enough of them and the ladder
+    /// decodes on the CPU.
+    fn count_gpu_failure(&mut self, reason: &str) -> Result<(), TranscodeError> {
+        if self.decoder.device() == DecodeDevice::Cpu {
+            return Ok(());
+        }
+        self.gpu_failures_in_a_row += 1;
+        if self.gpu_failures_in_a_row < GPU_FAILOVER_UNITS {
+            return Ok(());
+        }
+        self.fail_over(&format!(
+            "NVDEC failed {} units in a row (last: {reason})",
+            self.gpu_failures_in_a_row
+        ))
+    }
+
+    /// NVDEC or the GPU scaler failed mid-stream (a GPU fault, a driver reset): reopens the
+    /// decoder on the CPU, drops the GPU scalers, and waits for the next key frame. Rungs whose
+    /// encoder takes CUDA frames (NVENC) get their pictures uploaded from system memory.
+    fn fail_over(&mut self, reason: &str) -> Result<(), TranscodeError> {
+        tracing::warn!(%reason, "GPU failed mid-stream: the ladder decodes and scales on the CPU from the next key frame");
+        let cpu = VideoDecoder::new(&self.source, self.decoder_settings.clone())
+            .map_err(TranscodeError::Decoder)?;
+        let old = std::mem::replace(&mut self.decoder, cpu).stats();
+        self.retired.corrupt_units += old.corrupt_units;
+        self.retired.concealed_frames += old.concealed_frames;
+        self.retired.converted_frames += old.converted_frames;
+        for rung in &mut self.rungs {
+            rung.gpu_scaler = None;
+        }
+        self.decoder_fallback_reason = Some(format!("GPU failed mid-stream: {reason}"));
+        self.gpu_failures_in_a_row = 0;
+        self.awaiting_keyframe = true;
+        self.stats.gpu_failovers += 1;
+        Ok(())
     }
 
     /// No more source units: the decoder gives up the pictures it holds, and later
@@ -433,7 +503,14 @@ impl Ladder {
         }
         self.finishing = true;
         self.decoder.flush().map_err(TranscodeError::Decoder)?;
-        self.drain_decoder()
+        match self.drain_decoder() {
+            // The stream is over: what the GPU still held is lost, the rungs finish.
+            Err(TranscodeError::GpuFault { reason }) => {
+                tracing::warn!(%reason, "GPU failed while the ladder finished");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Encodes one queued picture, of the rung furthest behind. Returns false when there
@@ -488,9 +565,12 @@ impl Ladder {
             outputs,
             source_size,
             finishing,
+            gpu_failures_in_a_row,
+            retired,
             ..
         } = self;
         let on_gpu = rungs.iter().any(|rung| rung.gpu_scaler.is_some());
+        let nvdec = decoder.device() != DecodeDevice::Cpu;
         loop {
             let polled = if on_gpu {
                 decoder.poll_picture()
@@ -502,9 +582,22 @@ impl Ladder {
             let picture = match polled {
                 Ok(Some(picture)) => picture,
                 Ok(None) => break,
-                Err(LibavError::CorruptUnit { .. }) => continue,
+                Err(LibavError::CorruptUnit { reason, .. }) => {
+                    if nvdec {
+                        *gpu_failures_in_a_row += 1;
+                        if *gpu_failures_in_a_row >= GPU_FAILOVER_UNITS {
+                            return Err(TranscodeError::GpuFault {
+                                reason: format!(
+                                    "NVDEC failed {gpu_failures_in_a_row} pictures in a row (last: {reason})"
+                                ),
+                            });
+                        }
+                    }
+                    continue;
+                }
                 Err(other) => return Err(TranscodeError::Decoder(other)),
             };
+            *gpu_failures_in_a_row = 0;
             let (width, height, pts) = match &picture {
                 DecodedPicture::System(frame) => (frame.width, frame.height, frame.pts),
                 DecodedPicture::Gpu(gpu) => (gpu.width, gpu.height, gpu.pts),
@@ -534,13 +627,23 @@ impl Ladder {
                     // The end of the stream is not a reason to lose frames: make room.
                     encode_one(rung, RungId(index), None, outputs)?;
                 }
-                queue_picture(rung, &picture, starts_segment)?;
+                match queue_picture(rung, &picture, starts_segment) {
+                    Err(TranscodeError::Scaler {
+                        source: LibavError::Cuda { call, error },
+                        ..
+                    }) if nvdec => {
+                        return Err(TranscodeError::GpuFault {
+                            reason: format!("GPU scaler: CUDA {call} failed: {error}"),
+                        });
+                    }
+                    other => other?,
+                }
             }
         }
         let decode = decoder.stats();
-        stats.corrupt_units = decode.corrupt_units;
-        stats.concealed_frames = decode.concealed_frames;
-        stats.converted_frames = decode.converted_frames;
+        stats.corrupt_units = retired.corrupt_units + decode.corrupt_units;
+        stats.concealed_frames = retired.concealed_frames + decode.concealed_frames;
+        stats.converted_frames = retired.converted_frames + decode.converted_frames;
         Ok(())
     }
 }

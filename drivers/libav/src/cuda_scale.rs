@@ -845,6 +845,57 @@ unsafe fn launch(
     })
 }
 
+/// Fault injection for the GPU checks: makes the CUDA context every decoder, scaler and frames
+/// pool on GPU `gpu` shares fail, the way a real GPU fault does (an Xid error): a kernel
+/// stores to address 0, the launch fails with `CUDA_ERROR_ILLEGAL_ADDRESS`, and that error is
+/// sticky, so every later call in the context fails too. Nothing on that GPU works in this
+/// process afterwards. `Ok` is the error the faulting kernel got.
+#[doc(hidden)]
+pub fn poison_cuda_context_for_fault_tests(gpu: u32) -> Result<String, String> {
+    const FAULT_PTX: &str = ".version 6.0\n.target sm_52\n.address_size 64\n\
+        .visible .entry corecast_fault()\n{\n.reg .b64 %rd<2>;\n.reg .b32 %r<2>;\n\
+        mov.u64 %rd1, 0;\nmov.u32 %r1, 1;\nst.global.u32 [%rd1], %r1;\nret;\n}\n\0";
+    let api = CudaApi::get().map_err(|e| e.to_string())?;
+    let device = CudaDevice::shared(gpu).map_err(|e| e.to_string())?;
+    let _current = ContextGuard::push(api, device.cuda_context()).map_err(|e| e.to_string())?;
+    let mut module: CuModule = std::ptr::null_mut();
+    // SAFETY: a NUL-terminated PTX text; the context is current.
+    api.check("cuModuleLoadData (fault)", unsafe {
+        (api.load_module)(&mut module, FAULT_PTX.as_ptr().cast())
+    })
+    .map_err(|e| e.to_string())?;
+    let mut kernel: CuFunction = std::ptr::null_mut();
+    // SAFETY: the module was just loaded; the name is NUL-terminated.
+    api.check("cuModuleGetFunction (fault)", unsafe {
+        (api.get_function)(&mut kernel, module, c"corecast_fault".as_ptr())
+    })
+    .map_err(|e| e.to_string())?;
+    // SAFETY: a kernel without parameters; its fault is the point, and the driver contains it.
+    let launched = api.check("cuLaunchKernel (fault)", unsafe {
+        (api.launch)(
+            kernel,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    });
+    // SAFETY: the legacy default stream of the current context.
+    let finished = api.check("cuStreamSynchronize (fault)", unsafe {
+        (api.synchronize)(std::ptr::null_mut())
+    });
+    match launched.and(finished) {
+        Err(error) => Ok(error.to_string()),
+        Ok(()) => Err("the faulting kernel ran without an error".into()),
+    }
+}
+
 /// Whether GPU scaling can be set up on GPU `gpu` here: the driver loads, the device opens,
 /// the driver JIT-compiles the kernels and a small scaler allocates. `Err` is the reason.
 pub fn gpu_scale_check(gpu: u32) -> Result<(), String> {

@@ -36,6 +36,7 @@ pub use audio_transcode::{
 };
 pub use cuda_scale::{
     CudaFrames, CudaPicture, CudaScaler, GpuPicture, box_scale_reference, gpu_scale_check,
+    poison_cuda_context_for_fault_tests,
 };
 pub use decode::{
     DecodeDevice, DecodeStats, DecodedPicture, MAX_DECODE_THREADS, VideoDecoder,

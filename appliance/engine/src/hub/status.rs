@@ -79,6 +79,11 @@ pub struct RenditionStatus {
     pub concealed_frames: Option<u64>,
 }
 
+/// Whether the ladder gave up NVDEC mid-stream.
+fn failed_over(ladder: &StreamLadder) -> bool {
+    ladder.ladder_stats.gpu_failovers > 0
+}
+
 impl RenditionStatus {
     pub(super) fn of(
         video: Option<&TrackConfig>,
@@ -102,9 +107,20 @@ impl RenditionStatus {
                 dropped_frames: None,
                 lag_ms: None,
                 encoder: None,
-                decoder: ladder.map(|l| l.decoder.0),
-                scaler: ladder.map(|l| l.decoder.1),
-                fallback_reason: ladder.and_then(|l| l.decoder.2.clone()),
+                // After a GPU failure mid-stream the ladder decodes and scales on the CPU; the
+                // log has the GPU's error.
+                decoder: ladder.map(|l| if failed_over(l) { "cpu" } else { l.decoder.0 }),
+                scaler: ladder.map(|l| if failed_over(l) { "cpu" } else { l.decoder.1 }),
+                fallback_reason: ladder.and_then(|l| {
+                    if failed_over(l) {
+                        Some(
+                            "the GPU failed mid-stream: decoding on the CPU since (see the log)"
+                                .into(),
+                        )
+                    } else {
+                        l.decoder.2.clone()
+                    }
+                }),
                 transcoded_from: None,
                 corrupt_units: ladder.map(|l| l.ladder_stats.corrupt_units),
                 concealed_frames: ladder.map(|l| l.ladder_stats.concealed_frames),
