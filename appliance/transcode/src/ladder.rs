@@ -664,7 +664,7 @@ fn open_decoder(
             .map_err(TranscodeError::Decoder)
     };
     // "auto" decodes every ladder on NVDEC where it can: with the pictures scaled on the GPU
-    // too, a 1080p picture costs the CPU about a thirteenth of decode + swscale (measured on an
+    // too, a 1080p picture costs the CPU about a tenth of decode + swscale (measured on an
     // H100, docs/capacity.md), which x264 rungs then have. Only a ladder with an NVENC rung
     // asked for the GPU, so only its status reports the CPU decode as a fallback.
     let gpu_ladder = config.rungs.iter().any(|rung| rung.encoder.is_gpu());
