@@ -140,3 +140,70 @@ fn rate_meter_averages_full_seconds() {
     assert_eq!(meter.kbps(t0 + Duration::from_millis(4_100)), 1000);
     assert_eq!(RateMeter::default().kbps(t0), 0);
 }
+
+/// A ladder set up on NVDEC whose figures say it now decodes in software shows that in the
+/// source rendition's status, with the reason; one that decodes on the GPU shows the GPU.
+#[test]
+fn the_source_status_says_where_a_gpu_ladder_really_decodes() {
+    let ladder = |stats: LadderStats| StreamLadder {
+        generation: 1,
+        worker: 0,
+        rungs: Vec::new(),
+        encoders: Vec::new(),
+        decoder: ("nvdec", "gpu", None),
+        stats: Vec::new(),
+        ladder_stats: stats,
+        finishing_until: None,
+        dropped_units: 0,
+    };
+    let video = TrackConfig::Avc(avc());
+    let source = |ladder: &StreamLadder| {
+        RenditionStatus::of(Some(&video), None, Some(ladder))
+            .into_iter()
+            .next()
+            .expect("the source rendition")
+    };
+    let on_gpu = source(&ladder(LadderStats {
+        decoded_frames: 30,
+        gpu_decoded_frames: 30,
+        ..LadderStats::default()
+    }));
+    assert_eq!(
+        (on_gpu.decoder, on_gpu.scaler),
+        (Some("nvdec"), Some("gpu"))
+    );
+    assert_eq!(on_gpu.fallback_reason, None);
+    // No picture yet: what the ladder was set up with.
+    let starting = source(&ladder(LadderStats::default()));
+    assert_eq!(starting.decoder, Some("nvdec"));
+    let software = source(&ladder(LadderStats {
+        decoded_frames: 30,
+        converted_frames: 30,
+        ..LadderStats::default()
+    }));
+    assert_eq!(
+        (software.decoder, software.scaler),
+        (Some("cpu"), Some("cpu"))
+    );
+    assert!(
+        software
+            .fallback_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("NVDEC does not take this stream")),
+        "{software:?}"
+    );
+    let failed = source(&ladder(LadderStats {
+        decoded_frames: 30,
+        gpu_decoded_frames: 10,
+        gpu_failovers: 1,
+        ..LadderStats::default()
+    }));
+    assert_eq!(failed.decoder, Some("cpu"));
+    assert!(
+        failed
+            .fallback_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("the GPU failed mid-stream")),
+        "{failed:?}"
+    );
+}

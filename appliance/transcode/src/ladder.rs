@@ -98,6 +98,8 @@ pub struct LadderStats {
     pub concealed_frames: u64,
     /// Pictures that were not 8-bit 4:2:0 and were converted to it before scaling.
     pub converted_frames: u64,
+    /// Pictures NVDEC decoded (the rest were decoded in software).
+    pub gpu_decoded_frames: u64,
     pub decoded_frames: u64,
     /// Segment starts found by the [`SegmentClock`].
     pub segment_starts: u64,
@@ -485,6 +487,7 @@ impl Ladder {
         self.retired.corrupt_units += old.corrupt_units;
         self.retired.concealed_frames += old.concealed_frames;
         self.retired.converted_frames += old.converted_frames;
+        self.retired.gpu_frames += old.gpu_frames;
         for rung in &mut self.rungs {
             rung.gpu_scaler = None;
         }
@@ -644,6 +647,7 @@ impl Ladder {
         stats.corrupt_units = retired.corrupt_units + decode.corrupt_units;
         stats.concealed_frames = retired.concealed_frames + decode.concealed_frames;
         stats.converted_frames = retired.converted_frames + decode.converted_frames;
+        stats.gpu_decoded_frames = retired.gpu_frames + decode.gpu_frames;
         Ok(())
     }
 }

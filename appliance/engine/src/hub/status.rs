@@ -79,9 +79,23 @@ pub struct RenditionStatus {
     pub concealed_frames: Option<u64>,
 }
 
-/// Whether the ladder gave up NVDEC mid-stream.
-fn failed_over(ladder: &StreamLadder) -> bool {
-    ladder.ladder_stats.gpu_failovers > 0
+/// Why a ladder set up on NVDEC decodes in software now: the GPU failed mid-stream, or NVDEC
+/// does not take the stream's format (libavcodec then decodes every picture itself).
+fn off_the_gpu(ladder: &StreamLadder) -> Option<&'static str> {
+    let stats = &ladder.ladder_stats;
+    if stats.gpu_failovers > 0 {
+        Some("the GPU failed mid-stream: decoding on the CPU since (see the log)")
+    } else if ladder.decoder.0 == "nvdec"
+        && stats.decoded_frames > 0
+        && stats.gpu_decoded_frames == 0
+    {
+        Some(
+            "NVDEC does not take this stream (10-bit, 4:2:2 or 4:4:4, or a profile it lacks): \
+             libavcodec decodes it on the CPU",
+        )
+    } else {
+        None
+    }
 }
 
 impl RenditionStatus {
@@ -107,19 +121,14 @@ impl RenditionStatus {
                 dropped_frames: None,
                 lag_ms: None,
                 encoder: None,
-                // After a GPU failure mid-stream the ladder decodes and scales on the CPU; the
-                // log has the GPU's error.
-                decoder: ladder.map(|l| if failed_over(l) { "cpu" } else { l.decoder.0 }),
-                scaler: ladder.map(|l| if failed_over(l) { "cpu" } else { l.decoder.1 }),
+                // Set up on the GPU but decoding in software now (a failure mid-stream, or a
+                // format NVDEC does not take): what runs, and why.
+                decoder: ladder.map(|l| off_the_gpu(l).map_or(l.decoder.0, |_| "cpu")),
+                scaler: ladder.map(|l| off_the_gpu(l).map_or(l.decoder.1, |_| "cpu")),
                 fallback_reason: ladder.and_then(|l| {
-                    if failed_over(l) {
-                        Some(
-                            "the GPU failed mid-stream: decoding on the CPU since (see the log)"
-                                .into(),
-                        )
-                    } else {
-                        l.decoder.2.clone()
-                    }
+                    off_the_gpu(l)
+                        .map(str::to_owned)
+                        .or_else(|| l.decoder.2.clone())
                 }),
                 transcoded_from: None,
                 corrupt_units: ladder.map(|l| l.ladder_stats.corrupt_units),
