@@ -336,6 +336,26 @@ pub fn ffmpeg_publish_with(url: &str, seconds: u32, extra: &[&str]) -> Child {
 }
 
 /// Waits for a child with a deadline; kills it if the deadline passes.
+/// The (width, height) of every video stream ffprobe found in `url` (an MPD opens every
+/// Representation), sorted.
+pub fn video_sizes(url: &str) -> Vec<(u64, u64)> {
+    let probe = ffprobe_json(&["-show_streams"], url);
+    let mut sizes: Vec<(u64, u64)> = probe["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter(|s| s["codec_type"] == "video")
+        .map(|s| {
+            (
+                s["width"].as_u64().unwrap_or(0),
+                s["height"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    sizes.sort_unstable();
+    sizes
+}
+
 /// As [`wait_child`], and panics with the child's stderr unless it exited with status 0.
 pub fn wait_success(child: &mut Child, timeout: Duration, what: &str) {
     let out = wait_child(child, timeout);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use corecast_e2e::codec_rungs::packets;
 use corecast_e2e::{
-    Server, TempDir, ffmpeg_decode_errors, ffprobe_json, require_tool, wait_success,
+    Server, TempDir, ffmpeg_decode_errors, ffprobe_json, require_tool, video_sizes, wait_success,
 };
 use testmedia::TestSource;
 
@@ -196,19 +196,10 @@ fn a_1080p30_publish_gets_the_default_ladder_aligned_and_in_sync() {
             "{multivariant}"
         );
     }
-    let probe = ffprobe_json(&["-show_streams"], server.url("/live/cam/index.mpd"));
+    let url = server.url("/live/cam/index.mpd");
+    let sizes = video_sizes(&url);
+    let probe = ffprobe_json(&["-show_streams"], &url);
     let streams = probe["streams"].as_array().expect("streams");
-    let mut sizes: Vec<(u64, u64)> = streams
-        .iter()
-        .filter(|s| s["codec_type"] == "video")
-        .map(|s| {
-            (
-                s["width"].as_u64().unwrap_or(0),
-                s["height"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
-    sizes.sort_unstable();
     assert_eq!(
         sizes,
         [

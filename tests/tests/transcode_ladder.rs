@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use corecast_e2e::{
     Server, TempDir, ffmpeg_decode_errors, ffmpeg_publish, ffmpeg_publish_with, ffprobe_json,
-    wait_success,
+    video_sizes, wait_success,
 };
 
 const CONFIG: &str = r#"
@@ -299,20 +299,7 @@ fn rtmp_publish_is_served_as_an_aligned_ladder() {
             "{name}: {mpd}"
         );
     }
-    let probe = ffprobe_json(&["-show_streams"], server.url("/live/cam/index.mpd"));
-    let mut sizes: Vec<(u64, u64)> = probe["streams"]
-        .as_array()
-        .expect("streams")
-        .iter()
-        .filter(|s| s["codec_type"] == "video")
-        .map(|s| {
-            (
-                s["width"].as_u64().unwrap_or(0),
-                s["height"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
-    sizes.sort_unstable();
+    let sizes = video_sizes(&server.url("/live/cam/index.mpd"));
     assert_eq!(
         sizes,
         [(320, 180), (426, 240), (640, 360)],

@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use corecast_transcode::{DecodeDevice, Ladder, LadderConfig, RungEncoder};
+use corecast_transcode::{DecodeDevice, Ladder, RungEncoder};
 use media::AccessUnit;
 
 mod gpu_common;
-use gpu_common::{gpu_here, h264_source_of};
+use gpu_common::{gpu_here, h264_source_of, one_rung_ladder};
 
 #[test]
 fn a_gpu_failure_mid_stream_moves_the_ladder_to_the_cpu_from_the_next_key_frame() {
@@ -20,20 +20,7 @@ fn a_gpu_failure_mid_stream_moves_the_ladder_to_the_cpu_from_the_next_key_frame(
     // Key frames at 0, 24, 48, 72 and 96: the fault comes after the second, and the CPU
     // decoder has later ones to start from.
     let (config, units) = h264_source_of(120);
-    let mut rung = LadderConfig::default().rungs[3].clone();
-    rung.name = "180p".into();
-    rung.height = 180;
-    rung.preset = x264::X264Preset::Ultrafast;
-    rung.encoder = RungEncoder::X264;
-    let mut ladder = Ladder::new(
-        LadderConfig {
-            rungs: vec![rung],
-            segment_target: Duration::from_millis(800),
-            ..LadderConfig::default()
-        },
-        &config,
-    )
-    .expect("ladder");
+    let mut ladder = one_rung_ladder(&config, RungEncoder::X264);
     assert_eq!(ladder.decoder_device(), DecodeDevice::Nvdec { gpu: 0 });
     assert!(ladder.scales_on_gpu());
 

@@ -17,7 +17,7 @@ use media::encode::RawVideoFrame;
 use media::{AccessUnit, TrackConfig};
 
 mod gpu_common;
-use gpu_common::{FRAMES, HEIGHT, WIDTH, encode, gpu_here, h264_source, picture};
+use gpu_common::{FRAMES, HEIGHT, WIDTH, encode, gpu_here, h264_source, one_rung_ladder, picture};
 
 fn hevc_source() -> (TrackConfig, Vec<AccessUnit>) {
     let encoder = X265Encoder::new(X265Settings {
@@ -480,22 +480,12 @@ fn cuda_frames_for_nvenc_hold_the_reference_and_nvenc_falls_back_with_the_reason
 
     // A ladder with an NVENC rung: decoded and scaled on the GPU; the rung falls back to x264
     // with the reason (or, on a GPU with NVENC, takes CUDA frames) and encodes every picture.
-    let mut rung = LadderConfig::default().rungs[3].clone();
-    rung.name = "180p-gpu".into();
-    rung.height = 180;
-    rung.preset = x264::X264Preset::Ultrafast;
-    rung.encoder = RungEncoder::Nvenc {
-        codec: corecast_transcode::RungCodec::H264,
-    };
-    let mut ladder = Ladder::new(
-        LadderConfig {
-            rungs: vec![rung],
-            segment_target: Duration::from_millis(800),
-            ..LadderConfig::default()
-        },
+    let mut ladder = one_rung_ladder(
         &config,
-    )
-    .expect("ladder");
+        RungEncoder::Nvenc {
+            codec: corecast_transcode::RungCodec::H264,
+        },
+    );
     assert!(ladder.scales_on_gpu());
     let info = ladder.rungs().next().expect("the rung");
     if let Some(reason) = info.fallback_reason {

@@ -3,6 +3,9 @@
 //! with B-frames.
 #![allow(dead_code)] // Each test binary uses part of it.
 
+use std::time::Duration;
+
+use corecast_transcode::{Ladder, LadderConfig, RungEncoder};
 use media::encode::{RawVideoFrame, VideoEncoder};
 use media::{AccessUnit, TrackConfig};
 use x264::{X264Encoder, X264Settings};
@@ -110,4 +113,23 @@ pub fn h264_source_of(frames: usize) -> (TrackConfig, Vec<AccessUnit>) {
         "the H.264 source has B-frames (pts != dts)"
     );
     (config, units)
+}
+
+/// A ladder of one 180p rung (x264 ultrafast settings) on `encoder`, with 800 ms segments, for
+/// `source`; its decoder by the default rule (`auto`).
+pub fn one_rung_ladder(source: &TrackConfig, encoder: RungEncoder) -> Ladder {
+    let mut rung = LadderConfig::default().rungs[3].clone();
+    rung.name = "180p".into();
+    rung.height = 180;
+    rung.preset = x264::X264Preset::Ultrafast;
+    rung.encoder = encoder;
+    Ladder::new(
+        LadderConfig {
+            rungs: vec![rung],
+            segment_target: Duration::from_millis(800),
+            ..LadderConfig::default()
+        },
+        source,
+    )
+    .expect("ladder")
 }
