@@ -28,7 +28,7 @@ use ffmpeg_next::ffi;
 use libloading::Library;
 
 use crate::LibavError;
-use crate::nvdec::CudaDevice;
+use crate::nvdec::{CudaDevice, buffer_ref};
 use crate::scale::I420Picture;
 
 /// The kernels, as PTX (see the module docs).
@@ -357,14 +357,8 @@ impl CudaFrames {
 
     /// A frame of the pool, for [`CudaScaler::scale_into_gpu`] to fill.
     pub fn picture(&self) -> Result<CudaPicture, LibavError> {
-        // SAFETY: a live frames context reference; av_buffer_ref returns a new one or null.
-        let frames = unsafe { ffi::av_buffer_ref(self.reference) };
-        if frames.is_null() {
-            return Err(LibavError::Ffmpeg {
-                call: "av_buffer_ref (CUDA frames)",
-                source: ffmpeg_next::Error::from(ffi::AVERROR(ffi::ENOMEM)),
-            });
-        }
+        // SAFETY: a live frames context reference.
+        let frames = unsafe { buffer_ref(self.reference, "av_buffer_ref (CUDA frames)")? };
         let mut picture = CudaPicture {
             frame: ffmpeg_next::frame::Video::empty(),
             frames,

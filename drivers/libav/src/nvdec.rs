@@ -64,6 +64,26 @@ fn missing_library_reason(name: &str, error: &dyn std::fmt::Display) -> String {
     }
 }
 
+/// A new reference to the buffer `reference` holds (`av_buffer_ref`); `call` names it in the
+/// error if there is no memory for one.
+///
+/// # Safety
+/// `reference` must be a live `AVBufferRef`.
+pub(crate) unsafe fn buffer_ref(
+    reference: *mut ffi::AVBufferRef,
+    call: &'static str,
+) -> Result<*mut ffi::AVBufferRef, LibavError> {
+    // SAFETY: the caller's guarantee; av_buffer_ref returns a new reference or null.
+    let new = unsafe { ffi::av_buffer_ref(reference) };
+    if new.is_null() {
+        return Err(LibavError::Ffmpeg {
+            call,
+            source: ffmpeg_next::Error::from(ffi::AVERROR(ffi::ENOMEM)),
+        });
+    }
+    Ok(new)
+}
+
 /// A CUDA device context (`AVHWDeviceContext` of type CUDA) for GPU `gpu`, owned.
 pub(crate) struct CudaDevice {
     reference: *mut ffi::AVBufferRef,
@@ -100,15 +120,8 @@ impl CudaDevice {
 
     /// Another owned reference to the same device.
     fn new_reference(&self) -> Result<CudaDevice, LibavError> {
-        // SAFETY: `self.reference` is a live device reference; av_buffer_ref returns a new one
-        // (or null on allocation failure).
-        let reference = unsafe { ffi::av_buffer_ref(self.reference) };
-        if reference.is_null() {
-            return Err(LibavError::Ffmpeg {
-                call: "av_buffer_ref (CUDA device)",
-                source: ffmpeg_next::Error::from(ffi::AVERROR(ffi::ENOMEM)),
-            });
-        }
+        // SAFETY: `self.reference` is a live device reference.
+        let reference = unsafe { buffer_ref(self.reference, "av_buffer_ref (CUDA device)")? };
         Ok(CudaDevice { reference })
     }
 
