@@ -81,6 +81,48 @@ pub fn check_keyint_max(keyint_max: Option<u32>) -> Result<(), InvalidSetting> {
     Ok(())
 }
 
+/// The VBV every rate-controlled encoder here gets: an average bitrate in kbit/s, and a peak
+/// rate (kbit/s) and buffer (kbit) where 0 means the default: the average bitrate, and one
+/// second at the peak rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vbv {
+    pub bitrate_kbps: u32,
+    pub max_kbps: u32,
+    pub buffer_kbits: u32,
+}
+
+impl Vbv {
+    /// Checks the bitrate (1 kbit/s to 1 Gbit/s), the peak rate and the buffer.
+    pub fn check(self) -> Result<(), InvalidSetting> {
+        check_in_range("bitrate_kbps", self.bitrate_kbps, 1..=1_000_000)?;
+        if self.max_kbps > 1_000_000 || self.buffer_kbits > 10_000_000 {
+            return Err(InvalidSetting::new(
+                "vbv",
+                "peak rate or buffer out of range",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The peak rate in kbit/s, the default applied.
+    pub fn peak_kbps(self) -> u32 {
+        if self.max_kbps == 0 {
+            self.bitrate_kbps
+        } else {
+            self.max_kbps
+        }
+    }
+
+    /// The buffer in kbit, the default applied.
+    pub fn buffer_kbits(self) -> u32 {
+        if self.buffer_kbits == 0 {
+            self.peak_kbps()
+        } else {
+            self.buffer_kbits
+        }
+    }
+}
+
 /// Implements `From<InvalidSetting>` and `From<FrameMismatch>` for a driver's error enum, so
 /// `?` turns the shared checks into its own variants. The enum must have the variants
 /// `InvalidSettings { setting, reason }`, `FrameSize { width, height, got_width, got_height }`
@@ -429,6 +471,19 @@ mod tests {
                 .reason,
             "1000001 is not in 1..=1000000"
         );
+        let vbv = |bitrate_kbps, max_kbps, buffer_kbits| Vbv {
+            bitrate_kbps,
+            max_kbps,
+            buffer_kbits,
+        };
+        assert_eq!(vbv(700, 0, 0).peak_kbps(), 700);
+        assert_eq!(vbv(700, 0, 0).buffer_kbits(), 700);
+        assert_eq!(vbv(700, 800, 0).buffer_kbits(), 800);
+        assert_eq!(vbv(700, 800, 1600).buffer_kbits(), 1600);
+        assert!(vbv(0, 0, 0).check().is_err());
+        assert!(vbv(700, 1_000_001, 0).check().is_err());
+        assert!(vbv(700, 0, 10_000_001).check().is_err());
+        assert_eq!(vbv(700, 800, 1600).check(), Ok(()));
         assert_eq!(check_keyint_max(None), Ok(()));
         assert_eq!(check_keyint_max(Some(1)), Ok(()));
         assert_eq!(

@@ -24,7 +24,7 @@ use std::fmt;
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::{Dictionary, Packet, Rational, codec, encoder, frame, picture};
 use media::encode::{
-    InvalidSetting, RawVideoFrame, VideoEncoder, check_frame_rate, check_in_range,
+    InvalidSetting, RawVideoFrame, Vbv, VideoEncoder, check_frame_rate, check_in_range,
     check_keyint_max, check_picture_size,
 };
 use media::hevc::{NAL_AUD, NAL_PPS, NAL_SPS, NAL_VPS, nal_unit_type};
@@ -93,13 +93,7 @@ impl X265Settings {
         // x265 needs at least one 8x8 coding block; HEVC level 6.2 tops out at 8192 a side.
         check_picture_size(self.width, self.height, 8, 8192)?;
         check_frame_rate(self.fps_num, self.fps_den)?;
-        check_in_range("bitrate_kbps", self.bitrate_kbps, 1..=1_000_000)?;
-        if self.vbv_max_kbps > 1_000_000 || self.vbv_buffer_kbits > 10_000_000 {
-            return Err(InvalidSetting::new(
-                "vbv",
-                "peak rate or buffer out of range",
-            ));
-        }
+        self.vbv().check()?;
         if !X265_PRESETS.contains(&self.preset) {
             return Err(InvalidSetting::new(
                 "preset",
@@ -110,19 +104,12 @@ impl X265Settings {
         check_keyint_max(self.keyint_max)
     }
 
-    fn peak_kbps(&self) -> u32 {
-        if self.vbv_max_kbps == 0 {
-            self.bitrate_kbps
-        } else {
-            self.vbv_max_kbps
-        }
-    }
-
-    fn buffer_kbits(&self) -> u32 {
-        if self.vbv_buffer_kbits == 0 {
-            self.peak_kbps()
-        } else {
-            self.vbv_buffer_kbits
+    /// The rate control's bitrate, peak rate and buffer.
+    fn vbv(&self) -> Vbv {
+        Vbv {
+            bitrate_kbps: self.bitrate_kbps,
+            max_kbps: self.vbv_max_kbps,
+            buffer_kbits: self.vbv_buffer_kbits,
         }
     }
 
@@ -181,7 +168,7 @@ impl X265Encoder {
             settings.fps_den as i32,
         )));
         video.set_bit_rate(settings.bitrate_kbps as usize * 1000);
-        video.set_max_bit_rate(settings.peak_kbps() as usize * 1000);
+        video.set_max_bit_rate(settings.vbv().peak_kbps() as usize * 1000);
         video.set_max_b_frames(0);
         video.set_flags(codec::Flags::GLOBAL_HEADER);
         // ffmpeg-next has no setter for the VBV buffer size.
@@ -189,7 +176,7 @@ impl X265Encoder {
         // field that avcodec_open2 reads. `check` keeps the value far below i32::MAX.
         unsafe {
             (*video.as_mut_ptr()).rc_buffer_size =
-                i32::try_from(u64::from(settings.buffer_kbits()) * 1000).unwrap_or(i32::MAX);
+                i32::try_from(u64::from(settings.vbv().buffer_kbits()) * 1000).unwrap_or(i32::MAX);
         }
         let mut options = Dictionary::new();
         options.set("preset", settings.preset);

@@ -123,14 +123,14 @@ pub(crate) fn open_context_after(
     // In range: `check` bounds fps to (0, 1000] with non-zero parts that fit an i32.
     video.set_frame_rate(Some((settings.fps_num as i32, settings.fps_den as i32)));
     video.set_bit_rate(settings.bitrate_kbps as usize * 1000);
-    video.set_max_bit_rate(settings.peak_kbps() as usize * 1000);
+    video.set_max_bit_rate(settings.vbv().peak_kbps() as usize * 1000);
     video.set_gop(GOP_FRAMES);
     video.set_max_b_frames(0);
     video.set_flags(codec::Flags::GLOBAL_HEADER);
     // SAFETY: the context is allocated and not yet open; rc_buffer_size is a plain int field
     // that avcodec_open2 reads. `check` keeps the value far below i32::MAX.
     unsafe {
-        (*video.as_mut_ptr()).rc_buffer_size = (settings.buffer_kbits() * 1000) as i32;
+        (*video.as_mut_ptr()).rc_buffer_size = (settings.vbv().buffer_kbits() * 1000) as i32;
     }
 
     let mut options = Dictionary::new();

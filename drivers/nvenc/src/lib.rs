@@ -38,7 +38,7 @@ pub use driver::{DriverLibraries, FFMPEG_NVENC_API, GpuInfo, check_gpu, check_gp
 pub use encoder::NvencEncoder;
 
 use media::MediaError;
-use media::encode::{InvalidSetting, check_frame_rate, check_in_range, check_picture_size};
+use media::encode::{Vbv, check_frame_rate, check_in_range, check_picture_size};
 
 /// Errors from the NVENC driver. [`NvencError::Unavailable`] means "no usable NVENC here"
 /// (fall back or refuse); the others are mistakes in settings or input.
@@ -237,27 +237,17 @@ impl NvencSettings {
         // NVENC's H.264 limit is 4096 pixels a side on every GPU generation so far.
         check_picture_size(self.width, self.height, 2, 4096)?;
         check_frame_rate(self.fps_num, self.fps_den)?;
-        check_in_range("bitrate_kbps", self.bitrate_kbps, 1..=1_000_000)?;
-        if self.vbv_max_kbps > 1_000_000 || self.vbv_buffer_kbits > 10_000_000 {
-            return Err(InvalidSetting::new("vbv", "peak rate or buffer out of range").into());
-        }
+        self.vbv().check()?;
         check_in_range("gpu", self.gpu, 0..=63)?;
         Ok(())
     }
 
-    fn peak_kbps(&self) -> u32 {
-        if self.vbv_max_kbps == 0 {
-            self.bitrate_kbps
-        } else {
-            self.vbv_max_kbps
-        }
-    }
-
-    fn buffer_kbits(&self) -> u32 {
-        if self.vbv_buffer_kbits == 0 {
-            self.peak_kbps()
-        } else {
-            self.vbv_buffer_kbits
+    /// The rate control's bitrate, peak rate and buffer.
+    pub(crate) fn vbv(&self) -> Vbv {
+        Vbv {
+            bitrate_kbps: self.bitrate_kbps,
+            max_kbps: self.vbv_max_kbps,
+            buffer_kbits: self.vbv_buffer_kbits,
         }
     }
 }

@@ -29,8 +29,8 @@ use std::ptr::{self, NonNull};
 
 use bytes::BytesMut;
 use media::encode::{
-    InvalidSetting, RawVideoFrame, VideoEncoder, check_frame_rate, check_in_range,
-    check_keyint_max, check_picture_size,
+    RawVideoFrame, Vbv, VideoEncoder, check_frame_rate, check_in_range, check_keyint_max,
+    check_picture_size,
 };
 use media::{AccessUnit, AvcConfig, Codec, MediaError, TrackConfig};
 use x264_sys as sys;
@@ -180,14 +180,20 @@ impl Default for X264Settings {
 }
 
 impl X264Settings {
+    /// The rate control's bitrate, peak rate and buffer.
+    fn vbv(&self) -> Vbv {
+        Vbv {
+            bitrate_kbps: self.bitrate_kbps,
+            max_kbps: self.vbv_max_kbps,
+            buffer_kbits: self.vbv_buffer_kbits,
+        }
+    }
+
     fn check(&self) -> Result<(), X264Error> {
         // x264 takes sizes as C ints and needs even sizes for 4:2:0; 16384 is past level 6.2.
         check_picture_size(self.width, self.height, 2, 16384)?;
         check_frame_rate(self.fps_num, self.fps_den)?;
-        check_in_range("bitrate_kbps", self.bitrate_kbps, 1..=1_000_000)?;
-        if self.vbv_max_kbps > 1_000_000 || self.vbv_buffer_kbits > 10_000_000 {
-            return Err(InvalidSetting::new("vbv", "peak rate or buffer out of range").into());
-        }
+        self.vbv().check()?;
         check_in_range("threads", self.threads, 1..=MAX_THREADS)?;
         check_keyint_max(self.keyint_max)?;
         Ok(())
@@ -464,17 +470,9 @@ fn apply_settings(param: &mut sys::x264_param_t, settings: &X264Settings) {
         .map_or(KEYINT_INFINITE, |frames| frames as c_int);
     param.rc.i_rc_method = sys::X264_RC_ABR as c_int;
     param.rc.i_bitrate = settings.bitrate_kbps as c_int;
-    let peak = if settings.vbv_max_kbps == 0 {
-        settings.bitrate_kbps
-    } else {
-        settings.vbv_max_kbps
-    };
-    param.rc.i_vbv_max_bitrate = peak as c_int;
-    param.rc.i_vbv_buffer_size = if settings.vbv_buffer_kbits == 0 {
-        peak as c_int
-    } else {
-        settings.vbv_buffer_kbits as c_int
-    };
+    let vbv = settings.vbv();
+    param.rc.i_vbv_max_bitrate = vbv.peak_kbps() as c_int;
+    param.rc.i_vbv_buffer_size = vbv.buffer_kbits() as c_int;
 }
 
 /// Borrows x264's NAL descriptor array.
