@@ -102,6 +102,22 @@ impl AvcConfig {
         ))
     }
 
+    /// Builds the config from the first SPS and PPS of an Annex B stream (an encoder's global
+    /// header), writing the record.
+    pub fn from_annex_b(stream: &[u8]) -> Result<Self, MediaError> {
+        let (mut sps, mut pps) = (None, None);
+        for nal in crate::annex_b::nal_units(stream) {
+            match nal.first().map(|b| b & 0x1f) {
+                Some(NAL_SPS) if sps.is_none() => sps = Some(nal),
+                Some(NAL_PPS) if pps.is_none() => pps = Some(nal),
+                _ => {}
+            }
+        }
+        let sps = sps.ok_or(MediaError::MissingParameterSet("SPS"))?;
+        let pps = pps.ok_or(MediaError::MissingParameterSet("PPS"))?;
+        Self::from_parameter_sets(sps, pps)
+    }
+
     /// Builds the config from raw parameter sets (e.g. what x264 emits), writing the record.
     /// A leading Annex B start code on either is tolerated and dropped.
     pub fn from_parameter_sets(sps: &[u8], pps: &[u8]) -> Result<Self, MediaError> {

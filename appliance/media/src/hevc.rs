@@ -162,6 +162,24 @@ impl HevcConfig {
         Ok(config)
     }
 
+    /// Builds the config from the first VPS, SPS and PPS of an Annex B stream (an encoder's
+    /// global header), writing the record.
+    pub fn from_annex_b(stream: &[u8]) -> Result<Self, MediaError> {
+        let (mut vps, mut sps, mut pps) = (None, None, None);
+        for nal in crate::annex_b::nal_units(stream) {
+            match nal_unit_type(nal) {
+                Some(NAL_VPS) if vps.is_none() => vps = Some(nal),
+                Some(NAL_SPS) if sps.is_none() => sps = Some(nal),
+                Some(NAL_PPS) if pps.is_none() => pps = Some(nal),
+                _ => {}
+            }
+        }
+        let vps = vps.ok_or(MediaError::MissingParameterSet("VPS"))?;
+        let sps = sps.ok_or(MediaError::MissingParameterSet("SPS"))?;
+        let pps = pps.ok_or(MediaError::MissingParameterSet("PPS"))?;
+        Self::from_parameter_sets(vps, sps, pps)
+    }
+
     /// Builds the config and its record from raw parameter sets (what an encoder or an Annex B
     /// stream gives). A leading Annex B start code on any of them is tolerated and dropped.
     pub fn from_parameter_sets(vps: &[u8], sps: &[u8], pps: &[u8]) -> Result<Self, MediaError> {

@@ -122,3 +122,18 @@ fn bad_records_and_parameter_sets_are_errors_not_panics() {
         }
     }
 }
+
+#[test]
+fn an_annex_b_stream_gives_the_config_of_its_first_parameter_sets() {
+    let (vps, sps, pps) = parameter_sets(X265_MAIN);
+    let from_sets = HevcConfig::from_parameter_sets(vps, sps, pps).unwrap();
+    let from_stream = HevcConfig::from_annex_b(X265_MAIN).unwrap();
+    assert_eq!(from_stream.record, from_sets.record);
+    // A stream with only a VPS names the first set that is missing.
+    let error = HevcConfig::from_annex_b(&[0, 0, 0, 1, 0x40, 0x01, 0x0c]).unwrap_err();
+    assert!(
+        matches!(error, MediaError::MissingParameterSet("SPS")),
+        "{error}"
+    );
+    assert_eq!(error.to_string(), "the Annex B stream holds no SPS");
+}

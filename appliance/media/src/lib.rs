@@ -62,6 +62,9 @@ pub enum MediaError {
     Av1SequenceHeader(String),
     #[error("AV1 OBU stream at offset {offset}: {reason}")]
     Av1Obu { offset: usize, reason: String },
+    /// An encoder's Annex B global header lacks a parameter set (`SPS`, `PPS`, `VPS`).
+    #[error("the Annex B stream holds no {0}")]
+    MissingParameterSet(&'static str),
 }
 
 /// Which kind of track a unit or config belongs to. A stream has at most one of each at the

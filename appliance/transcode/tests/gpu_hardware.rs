@@ -293,7 +293,7 @@ fn hevc_main10_source() -> (TrackConfig, Vec<AccessUnit>) {
         let raw = &*encoder.as_ptr();
         std::slice::from_raw_parts(raw.extradata, raw.extradata_size as usize).to_vec()
     };
-    let config = libav::hevc_config_from_annex_b(&extradata).expect("hvcC");
+    let config = media::HevcConfig::from_annex_b(&extradata).expect("hvcC");
     let mut units = Vec::new();
     let mut packet = ffmpeg_next::Packet::empty();
     let mut take = |encoder: &mut ffmpeg_next::encoder::Video, units: &mut Vec<AccessUnit>| {

@@ -48,9 +48,7 @@ pub use svtav1::{
     MAX_SVT_AV1_THREADS, SVT_AV1_FASTEST_PRESET, SvtAv1Encoder, SvtAv1Settings,
     quiet_svt_av1_logging,
 };
-pub use x265::{
-    MAX_X265_THREADS, X265_PRESETS, X265Encoder, X265Settings, hevc_config_from_annex_b,
-};
+pub use x265::{MAX_X265_THREADS, X265_PRESETS, X265Encoder, X265Settings};
 
 use std::sync::Once;
 

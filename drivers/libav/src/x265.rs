@@ -323,29 +323,7 @@ fn parameter_sets(encoder: &encoder::Video) -> Result<HevcConfig, LibavError> {
             _ => Vec::new(),
         }
     };
-    hevc_config_from_annex_b(&extradata)
-}
-
-/// The first VPS, SPS and PPS of an Annex B byte stream, parsed into a track config. Shared
-/// with the NVENC driver's `hevc_nvenc` path through [`media`]'s parser.
-pub fn hevc_config_from_annex_b(stream: &[u8]) -> Result<HevcConfig, LibavError> {
-    let (mut vps, mut sps, mut pps) = (None, None, None);
-    for nal in annex_b::nal_units(stream) {
-        match nal_unit_type(nal) {
-            Some(NAL_VPS) if vps.is_none() => vps = Some(nal),
-            Some(NAL_SPS) if sps.is_none() => sps = Some(nal),
-            Some(NAL_PPS) if pps.is_none() => pps = Some(nal),
-            _ => {}
-        }
-    }
-    let missing = |what: &str| LibavError::InvalidSettings {
-        setting: "extradata",
-        reason: format!("the encoder's global header holds no {what}"),
-    };
-    let vps = vps.ok_or_else(|| missing("VPS"))?;
-    let sps = sps.ok_or_else(|| missing("SPS"))?;
-    let pps = pps.ok_or_else(|| missing("PPS"))?;
-    Ok(HevcConfig::from_parameter_sets(vps, sps, pps)?)
+    Ok(HevcConfig::from_annex_b(&extradata)?)
 }
 
 #[cfg(test)]

@@ -172,6 +172,6 @@ fn bad_settings_and_pictures_are_refused() {
 
 #[test]
 fn parameter_sets_are_required_in_the_global_header() {
-    let error = hevc_config_from_annex_b(&[0, 0, 0, 1, 0x40, 0x01, 0x0c]).unwrap_err();
+    let error = HevcConfig::from_annex_b(&[0, 0, 0, 1, 0x40, 0x01, 0x0c]).unwrap_err();
     assert!(error.to_string().contains("no SPS"), "{error}");
 }

@@ -209,8 +209,8 @@ impl NvencEncoder {
     ) -> Result<Self, NvencError> {
         let extradata = extradata(&encoder);
         let config = match codec {
-            NvencCodec::H264 => TrackConfig::Avc(parameter_sets_from_annex_b(&extradata)?),
-            NvencCodec::Hevc => TrackConfig::Hevc(hevc_parameter_sets_from_annex_b(&extradata)?),
+            NvencCodec::H264 => TrackConfig::Avc(AvcConfig::from_annex_b(&extradata)?),
+            NvencCodec::Hevc => TrackConfig::Hevc(HevcConfig::from_annex_b(&extradata)?),
             // open_context refuses AV1 before anything opens.
             NvencCodec::Av1 => {
                 return Err(NvencError::Unavailable {
@@ -422,36 +422,4 @@ fn extradata(encoder: &encoder::Video) -> Vec<u8> {
             _ => Vec::new(),
         }
     }
-}
-
-/// The first SPS and PPS of an Annex B byte stream, parsed into a track config.
-pub(crate) fn parameter_sets_from_annex_b(extradata: &[u8]) -> Result<AvcConfig, NvencError> {
-    let (mut sps, mut pps) = (None, None);
-    for nal in annex_b::nal_units(extradata) {
-        match nal.first().map(|b| b & 0x1f) {
-            Some(NAL_SPS) if sps.is_none() => sps = Some(nal),
-            Some(NAL_PPS) if pps.is_none() => pps = Some(nal),
-            _ => {}
-        }
-    }
-    let sps = sps.ok_or(NvencError::MissingParameterSet("SPS"))?;
-    let pps = pps.ok_or(NvencError::MissingParameterSet("PPS"))?;
-    Ok(AvcConfig::from_parameter_sets(sps, pps)?)
-}
-
-/// The first VPS, SPS and PPS of an Annex B byte stream, parsed into a track config.
-pub(crate) fn hevc_parameter_sets_from_annex_b(extradata: &[u8]) -> Result<HevcConfig, NvencError> {
-    let (mut vps, mut sps, mut pps) = (None, None, None);
-    for nal in annex_b::nal_units(extradata) {
-        match nal_unit_type(nal) {
-            Some(media::hevc::NAL_VPS) if vps.is_none() => vps = Some(nal),
-            Some(media::hevc::NAL_SPS) if sps.is_none() => sps = Some(nal),
-            Some(media::hevc::NAL_PPS) if pps.is_none() => pps = Some(nal),
-            _ => {}
-        }
-    }
-    let vps = vps.ok_or(NvencError::MissingParameterSet("VPS"))?;
-    let sps = sps.ok_or(NvencError::MissingParameterSet("SPS"))?;
-    let pps = pps.ok_or(NvencError::MissingParameterSet("PPS"))?;
-    Ok(HevcConfig::from_parameter_sets(vps, sps, pps)?)
 }

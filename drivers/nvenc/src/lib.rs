@@ -57,8 +57,6 @@ pub enum NvencError {
         call: &'static str,
         source: ffmpeg_next::Error,
     },
-    #[error("NVENC extradata holds no {0} NAL unit")]
-    MissingParameterSet(&'static str),
     #[error("NVENC parameter sets do not parse: {0}")]
     Config(#[from] MediaError),
     #[error("NVENC got a {got_width}x{got_height} picture, it was opened for {width}x{height}")]

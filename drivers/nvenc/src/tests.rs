@@ -9,8 +9,9 @@ use std::process::Command;
 
 use testmedia::encoded::encode_test_pictures;
 
+use media::{AvcConfig, HevcConfig};
+
 use super::*;
-use crate::encoder::{hevc_parameter_sets_from_annex_b, parameter_sets_from_annex_b};
 
 fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("corecast-nvenc-{name}-{}", std::process::id()));
@@ -240,7 +241,7 @@ fn parameter_sets_come_from_annex_b_extradata() {
     assert!(status.success());
     let stream = std::fs::read(&path).expect("read h264");
     let _ = std::fs::remove_dir_all(&dir);
-    let config = parameter_sets_from_annex_b(&stream).expect("SPS and PPS");
+    let config = AvcConfig::from_annex_b(&stream).expect("SPS and PPS");
     assert_eq!((config.width, config.height), (320, 240));
     assert!(
         config.codec_string().starts_with("avc1.4d"),
@@ -248,8 +249,8 @@ fn parameter_sets_come_from_annex_b_extradata() {
         config.codec_string()
     );
     assert!(matches!(
-        parameter_sets_from_annex_b(&[0, 0, 0, 1, 0x68, 0xce, 0x38, 0x80]),
-        Err(NvencError::MissingParameterSet("SPS"))
+        AvcConfig::from_annex_b(&[0, 0, 0, 1, 0x68, 0xce, 0x38, 0x80]),
+        Err(media::MediaError::MissingParameterSet("SPS"))
     ));
 }
 
@@ -484,7 +485,7 @@ fn hevc_parameter_sets_come_from_annex_b_extradata() {
     assert!(status.success());
     let stream = std::fs::read(&path).expect("read hevc");
     let _ = std::fs::remove_dir_all(&dir);
-    let config = hevc_parameter_sets_from_annex_b(&stream).expect("VPS, SPS and PPS");
+    let config = HevcConfig::from_annex_b(&stream).expect("VPS, SPS and PPS");
     assert_eq!((config.width, config.height), (320, 240));
     assert!(
         config.codec_string().starts_with("hvc1.1."),
@@ -493,7 +494,7 @@ fn hevc_parameter_sets_come_from_annex_b_extradata() {
     );
     // A stream with only a VPS names what is missing.
     assert!(matches!(
-        hevc_parameter_sets_from_annex_b(&[0, 0, 0, 1, 0x40, 0x01, 0x0c]),
-        Err(NvencError::MissingParameterSet("SPS"))
+        HevcConfig::from_annex_b(&[0, 0, 0, 1, 0x40, 0x01, 0x0c]),
+        Err(media::MediaError::MissingParameterSet("SPS"))
     ));
 }
