@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use corecast_e2e::{
     MediaPlaylist, Server, TempDir, ffmpeg_decode_errors, ffprobe_json, free_udp_port,
-    require_tool, wait_child,
+    require_tool, wait_child, wait_success,
 };
 
 /// Seconds each publisher sends.
@@ -374,12 +374,7 @@ fn rtsp_camera_with_g711_is_served_as_aac() {
         ),
         &[],
     );
-    let out = wait_child(&mut camera, Duration::from_secs(30));
-    assert!(
-        out.status.success(),
-        "the RTSP camera failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut camera, Duration::from_secs(30), "the RTSP camera");
     check_hls_has_the_tone_as_aac(
         &server,
         "cam",

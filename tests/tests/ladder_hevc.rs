@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use corecast_e2e::codec_rungs::CodecRungs;
-use corecast_e2e::{Server, ffmpeg_publish, wait_child};
+use corecast_e2e::{Server, ffmpeg_publish, wait_success};
 
 const CONFIG: &str = r#"
 [demo]
@@ -93,12 +93,7 @@ fn hevc_rungs_are_served_aligned_with_the_h264_rung() {
         one_key_frame_per_segment: true,
     };
     rungs.check_after_the_publish(&server, 3, Duration::from_secs(90));
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(5));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(5), "ffmpeg");
 
     // Without an NVIDIA driver the log says why the GPU rung and the decoder run on the CPU.
     if no_driver {

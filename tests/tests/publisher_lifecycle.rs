@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use corecast_e2e::{MediaPlaylist, Server, ffmpeg_publish, wait_child};
+use corecast_e2e::{MediaPlaylist, Server, ffmpeg_publish, wait_child, wait_success};
 
 fn playlist(server: &Server, path: &str) -> Option<MediaPlaylist> {
     let response = server.get(path);
@@ -82,12 +82,7 @@ fn second_publisher_is_refused_and_garbage_is_dropped_while_the_first_keeps_goin
         "stream stalled: {before} -> {after}\n{}",
         server.log_text()
     );
-    let out = wait_child(&mut first, Duration::from_secs(30));
-    assert!(
-        out.status.success(),
-        "first publisher failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut first, Duration::from_secs(30), "first publisher");
     let log = server.log_text();
     assert!(
         log.contains("publish refused"),
@@ -106,24 +101,14 @@ fn publisher_returning_within_grace_continues_the_playlists_then_they_end() {
         &[],
     );
     let mut first = ffmpeg_publish(&server.rtmp_url("main"), 5);
-    let out = wait_child(&mut first, Duration::from_secs(30));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut first, Duration::from_secs(30), "first");
     let gone = playlist(&server, "/live/main/source/index.m3u8").expect("playlist after first run");
     assert!(!gone.ended, "ended before the grace period:\n{}", gone.text);
     let api = server.api_get("/api/v1/streams/main").text();
     assert!(api.contains("\"reconnecting\""), "{api}");
 
     let mut second = ffmpeg_publish(&server.rtmp_url("main"), 5);
-    let out = wait_child(&mut second, Duration::from_secs(30));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut second, Duration::from_secs(30), "second");
     let ended = server
         .wait_for(
             "/live/main/source/index.m3u8",

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use corecast_e2e::{
-    MediaPlaylist, Server, TempDir, ffmpeg_decode_errors, ffmpeg_publish, ffprobe_json, wait_child,
+    MediaPlaylist, Server, TempDir, ffmpeg_decode_errors, ffmpeg_publish, ffprobe_json,
+    wait_success,
 };
 
 /// Acts like a player on one media playlist: remembers every media sequence number it saw and
@@ -194,12 +195,7 @@ fn rtmp_publish_is_served_as_hls_dash_and_ts() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(5));
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(5), "ffmpeg");
 
     let tmp = TempDir::new("rtmp");
     // --- fMP4 video

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use corecast_e2e::lossy_relay::LossyRelay;
-use corecast_e2e::{Server, wait_child};
+use corecast_e2e::{Server, wait_success};
 use srt_common::*;
 
 #[test]
@@ -26,12 +26,7 @@ fn two_percent_loss_each_way_still_gives_continuous_hls() {
         relay.addr
     ));
     wait_live(&server, "lossy", Duration::from_secs(10));
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(20));
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(20), "ffmpeg");
     let dropped_up = relay.upstream.dropped.load(Ordering::Relaxed);
     let forwarded_up = relay.upstream.forwarded.load(Ordering::Relaxed);
     let dropped_down = relay.downstream.dropped.load(Ordering::Relaxed);

@@ -8,7 +8,7 @@ mod srt_common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use corecast_e2e::{Server, TempDir, ffmpeg_decode_errors, require_tool, wait_child};
+use corecast_e2e::{Server, TempDir, ffmpeg_decode_errors, require_tool, wait_child, wait_success};
 use srt_common::*;
 use testmedia::TestSource;
 
@@ -21,12 +21,7 @@ fn ffmpeg_publishes_with_a_stream_id() {
     ));
     let origin = wait_live(&server, "cam", Duration::from_secs(10));
     assert!(origin.starts_with("srt 127.0.0.1:"), "origin {origin:?}");
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(20));
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(20), "ffmpeg");
     // Loopback loses nothing: every frame but a B-frame or two at the cut.
     check_hls(&server, "cam", FRAMES - 4);
     let log = plain_log(&server);
@@ -52,12 +47,7 @@ fn srt_live_transmit_publishes_with_access_control_id_and_passphrase() {
         server.srt
     ));
     wait_live(&server, "studio", Duration::from_secs(10));
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(20));
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(20), "ffmpeg");
     // srt-live-transmit idles after EOF; stop it so the connection (and the stream) ends.
     drop(transmit);
     check_hls(&server, "studio", FRAMES - 10);
@@ -116,12 +106,7 @@ fn wrong_passphrase_is_refused_while_another_stream_goes_on() {
 
     // The other stream never noticed: still live, and (check_hls) no discontinuity.
     wait_live(&server, "open", Duration::from_secs(1));
-    let out = wait_child(&mut open, Duration::from_secs(20));
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut open, Duration::from_secs(20), "ffmpeg");
     check_hls(&server, "open", FRAMES - 4);
 }
 
@@ -145,12 +130,7 @@ fn a_caller_without_stream_id_publishes_the_stream_of_its_port() {
 
     let mut ffmpeg = ffmpeg_srt_publish(&format!("srt://127.0.0.1:{port}?linger=3"));
     wait_live(&server, "lobby", Duration::from_secs(10));
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(20));
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(20), "ffmpeg");
     check_hls(&server, "lobby", FRAMES - 4);
     let log = plain_log(&server);
     assert!(
@@ -188,12 +168,7 @@ fn ffmpeg_publishes_hevc_served_as_hvc1() {
         .expect("start ffmpeg");
     let origin = wait_live(&server, "hevc", Duration::from_secs(15));
     assert!(origin.starts_with("srt 127.0.0.1:"), "origin {origin:?}");
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(30));
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(30), "ffmpeg");
 
     // CMAF: HEVC in an hvc1 sample entry at the source size, every frame but a B-frame or two
     // at the cut.

@@ -7,7 +7,7 @@ mod srt_common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use corecast_e2e::{Server, free_udp_port, wait_child};
+use corecast_e2e::{Server, free_udp_port, wait_success};
 use srt_common::*;
 
 #[test]
@@ -54,12 +54,7 @@ fn a_remote_srt_listener_is_pulled() {
         origin.starts_with("srt pull 127.0.0.1:"),
         "origin {origin:?}"
     );
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(20));
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(20), "ffmpeg");
     drop(listener);
     // The first frames go by while the pull connects (its retry is up to ~1.25 s away).
     check_hls(&server, "pulled", FRAMES - 75);

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use corecast_e2e::codec_rungs::CodecRungs;
-use corecast_e2e::{Server, ffmpeg_publish, wait_child};
+use corecast_e2e::{Server, ffmpeg_publish, wait_success};
 
 const CONFIG: &str = r#"
 [demo]
@@ -58,10 +58,5 @@ fn av1_rungs_are_served_aligned_with_the_h264_rungs() {
         one_key_frame_per_segment: false,
     };
     rungs.check_after_the_publish(&server, 4, Duration::from_secs(90));
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(5));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(5), "ffmpeg");
 }

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use corecast_e2e::{
-    MediaPlaylist, Server, TempDir, ffmpeg_decode_errors, ffprobe_json, require_tool, wait_child,
+    MediaPlaylist, Server, TempDir, ffmpeg_decode_errors, ffprobe_json, require_tool, wait_success,
 };
 
 /// A UDP port nobody uses right now.
@@ -161,12 +161,7 @@ fn feed_is_served(source_url: &str, send_url: &str, video: Video) {
     };
     assert!(origin.starts_with("udp 127.0.0.1:"), "origin {origin:?}");
 
-    let out = wait_child(&mut ffmpeg, Duration::from_secs(20));
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_success(&mut ffmpeg, Duration::from_secs(20), "ffmpeg");
     let ended = |dir: &str| {
         let text = server
             .wait_for(
