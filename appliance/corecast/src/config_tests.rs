@@ -2,11 +2,14 @@
 
 use super::*;
 
+/// `text` read as a config file and turned into the engine's config.
+fn engine_config(text: &str) -> Result<EngineConfig, ConfigError> {
+    ConfigFile::parse(text, "c.toml").and_then(|c| c.into_engine_config("c.toml"))
+}
+
 #[test]
 fn empty_file_gives_the_documented_defaults() {
-    let config = ConfigFile::parse("", "t")
-        .and_then(|c| c.into_engine_config("t"))
-        .expect("defaults are valid");
+    let config = engine_config("").expect("defaults are valid");
     assert_eq!(config.delivery.listen, "0.0.0.0:8080".parse().unwrap());
     assert_eq!(config.rtmp.listen, "0.0.0.0:1935".parse().unwrap());
     assert_eq!(config.api, "127.0.0.1:8081".parse().unwrap());
@@ -31,9 +34,7 @@ fn rtsp_sources_are_read_and_checked() {
         transport = "udp"
         timeout_seconds = 4
     "#;
-    let c = ConfigFile::parse(text, "t")
-        .and_then(|c| c.into_engine_config("t"))
-        .expect("valid");
+    let c = engine_config(text).expect("valid");
     let [SourceConfig::Rtsp(cam1), SourceConfig::Rtsp(cam2)] = &c.sources[..] else {
         panic!("{:?}", c.sources);
     };
@@ -51,8 +52,7 @@ fn rtsp_sources_are_read_and_checked() {
         ),
         ("url = \"rtsp:///x\"", "host"),
     ] {
-        let err = ConfigFile::parse(&format!("[[source]]\nname = \"a\"\n{body}"), "c.toml")
-            .and_then(|c| c.into_engine_config("c.toml"))
+        let err = engine_config(&format!("[[source]]\nname = \"a\"\n{body}"))
             .unwrap_err()
             .to_string();
         assert!(err.contains(expected), "{body}: {err}");
@@ -70,9 +70,7 @@ fn sources_are_read_and_checked() {
         url = "udp://0.0.0.0:5001"
         timeout_seconds = 2.5
     "#;
-    let c = ConfigFile::parse(text, "t")
-        .and_then(|c| c.into_engine_config("t"))
-        .expect("valid");
+    let c = engine_config(text).expect("valid");
     let [SourceConfig::Udp(feed1), SourceConfig::Udp(feed2)] = &c.sources[..] else {
         panic!("{:?}", c.sources);
     };
@@ -96,8 +94,7 @@ fn sources_are_read_and_checked() {
         ),
     ];
     for (body, expected) in cases {
-        let err = ConfigFile::parse(&format!("[[source]]\n{body}"), "c.toml")
-            .and_then(|c| c.into_engine_config("c.toml"))
+        let err = engine_config(&format!("[[source]]\n{body}"))
             .unwrap_err()
             .to_string();
         assert!(
@@ -106,10 +103,7 @@ fn sources_are_read_and_checked() {
         );
     }
     let twice = "[[source]]\nname = \"a\"\nurl = \"udp://0.0.0.0:1\"\n[[source]]\nname = \"a\"\nurl = \"udp://0.0.0.0:2\"";
-    let err = ConfigFile::parse(twice, "c")
-        .and_then(|c| c.into_engine_config("c"))
-        .unwrap_err()
-        .to_string();
+    let err = engine_config(twice).unwrap_err().to_string();
     assert!(
         err.contains("source[1]") && err.contains("same name"),
         "{err}"
@@ -152,9 +146,7 @@ fn every_section_is_read() {
         rtmp_app = "app"
         read_timeout_seconds = 10
     "#;
-    let c = ConfigFile::parse(text, "t")
-        .and_then(|c| c.into_engine_config("t"))
-        .expect("valid");
+    let c = engine_config(text).expect("valid");
     assert_eq!(c.delivery.listen.port(), 9080);
     assert_eq!(c.rtmp.listen.port(), 9935);
     assert_eq!(c.api.port(), 9081);
@@ -173,9 +165,7 @@ fn every_section_is_read() {
 
 #[test]
 fn transcode_section_is_read_and_checked() {
-    let defaults = ConfigFile::parse("", "t")
-        .and_then(|c| c.into_engine_config("t"))
-        .expect("valid");
+    let defaults = engine_config("").expect("valid");
     assert!(!defaults.hub.transcode.enabled, "off by default");
     let names: Vec<&str> = defaults
         .hub
@@ -210,11 +200,7 @@ fn transcode_section_is_read_and_checked() {
         nvenc_preset = "p2"
         fallback = "fail"
     "#;
-    let t = ConfigFile::parse(text, "t")
-        .and_then(|c| c.into_engine_config("t"))
-        .expect("valid")
-        .hub
-        .transcode;
+    let t = engine_config(text).expect("valid").hub.transcode;
     assert!(t.enabled && t.transcodes("event") && !t.transcodes("cam-1"));
     assert_eq!(t.encoder_threads, 2);
     assert_eq!(t.workers, 3);
@@ -296,16 +282,12 @@ fn transcode_section_is_read_and_checked() {
         ("[transcode]\nqueue_frames = 1".to_owned(), "queue_frames"),
     ];
     for (text, expected) in cases {
-        let err = ConfigFile::parse(&text, "c.toml")
-            .and_then(|c| c.into_engine_config("c.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = engine_config(&text).unwrap_err().to_string();
         assert!(err.contains(expected), "{text}: {err}");
     }
     let av1 = |body: &str| {
         let text = rung(body);
-        ConfigFile::parse(&text, "c")
-            .and_then(|c| c.into_engine_config("c"))
+        engine_config(&text)
             .unwrap_or_else(|e| panic!("{text}: {e}"))
             .hub
             .transcode
@@ -328,14 +310,10 @@ fn transcode_section_is_read_and_checked() {
         }
     );
     assert_eq!(defaults.hub.transcode.decoder, DecoderChoice::Auto);
-    let nvdec = ConfigFile::parse("[transcode]\ndecoder = \"nvdec\"", "c")
-        .and_then(|c| c.into_engine_config("c"))
-        .expect("valid");
+    let nvdec = engine_config("[transcode]\ndecoder = \"nvdec\"").expect("valid");
     assert_eq!(nvdec.hub.transcode.decoder, DecoderChoice::Nvdec);
     assert_eq!(defaults.hub.transcode.gpu, 0);
-    let second_gpu = ConfigFile::parse("[transcode]\ngpu = 1", "c")
-        .and_then(|c| c.into_engine_config("c"))
-        .expect("valid");
+    let second_gpu = engine_config("[transcode]\ngpu = 1").expect("valid");
     assert_eq!(second_gpu.hub.transcode.gpu, 1);
     assert_eq!(
         second_gpu
@@ -345,8 +323,7 @@ fn transcode_section_is_read_and_checked() {
             .gpu,
         1
     );
-    let err = ConfigFile::parse("[transcode]\ngpu = 64", "c")
-        .and_then(|c| c.into_engine_config("c"))
+    let err = engine_config("[transcode]\ngpu = 64")
         .unwrap_err()
         .to_string();
     assert!(err.contains("transcode.gpu = 64"), "{err}");
@@ -359,10 +336,7 @@ fn transcode_section_is_read_and_checked() {
         RungEncoder::SvtAv1 { preset: 12 }
     );
     let twice = format!("{}\n{}", rung(""), rung("").replace("[transcode]\n", ""));
-    let err = ConfigFile::parse(&twice, "c")
-        .and_then(|c| c.into_engine_config("c"))
-        .unwrap_err()
-        .to_string();
+    let err = engine_config(&twice).unwrap_err().to_string();
     assert!(err.contains("same name"), "{err}");
 }
 
@@ -371,17 +345,12 @@ fn mistakes_are_reported_with_the_key() {
     let err = ConfigFile::parse("htp = \"1.2.3.4:5\"", "c.toml").unwrap_err();
     assert!(err.to_string().contains("c.toml"), "{err}");
     assert!(err.to_string().contains("htp"), "{err}");
-    let err = ConfigFile::parse("[packaging]\nwindow = 1", "c.toml")
-        .and_then(|c| c.into_engine_config("c.toml"))
-        .unwrap_err();
+    let err = engine_config("[packaging]\nwindow = 1").unwrap_err();
     assert!(err.to_string().contains("packaging.window"), "{err}");
-    let err = ConfigFile::parse("[demo]\nwidth = 641", "c.toml")
-        .and_then(|c| c.into_engine_config("c.toml"))
-        .unwrap_err();
+    let err = engine_config("[demo]\nwidth = 641").unwrap_err();
     assert!(err.to_string().contains("641x"), "{err}");
     assert!(
-        ConfigFile::parse("[demo]\nenabled = false", "c")
-            .and_then(|c| c.into_engine_config("c"))
+        engine_config("[demo]\nenabled = false")
             .expect("valid")
             .demo
             .is_none()
@@ -390,10 +359,6 @@ fn mistakes_are_reported_with_the_key() {
 
 mod srt_tests {
     use super::*;
-
-    fn engine_config(text: &str) -> Result<EngineConfig, ConfigError> {
-        ConfigFile::parse(text, "t").and_then(|c| c.into_engine_config("t"))
-    }
 
     #[test]
     fn srt_defaults_streams_and_pulls() {
