@@ -449,31 +449,19 @@ impl Ladder {
             }
             self.awaiting_keyframe = false;
         }
-        match self.decoder.submit(unit) {
-            Ok(()) => {}
-            Err(LibavError::CorruptUnit { reason, .. }) => self.count_gpu_failure(&reason)?,
-            Err(other) => return Err(TranscodeError::Decoder(other)),
-        }
-        match self.drain_decoder() {
+        let nvdec = self.decoder.device() != DecodeDevice::Cpu;
+        let submitted = match self.decoder.submit(unit) {
+            Ok(()) => Ok(()),
+            Err(LibavError::CorruptUnit { reason, .. }) if nvdec => {
+                count_gpu_failure(&mut self.gpu_failures_in_a_row, &reason)
+            }
+            Err(LibavError::CorruptUnit { .. }) => Ok(()),
+            Err(other) => Err(TranscodeError::Decoder(other)),
+        };
+        match submitted.and_then(|()| self.drain_decoder()) {
             Err(TranscodeError::GpuFault { reason }) => self.fail_over(&reason),
             other => other,
         }
-    }
-
-    /// A unit the decoder refused: on NVDEC, one more in a row; enough of them and the ladder
-    /// decodes on the CPU.
-    fn count_gpu_failure(&mut self, reason: &str) -> Result<(), TranscodeError> {
-        if self.decoder.device() == DecodeDevice::Cpu {
-            return Ok(());
-        }
-        self.gpu_failures_in_a_row += 1;
-        if self.gpu_failures_in_a_row < GPU_FAILOVER_UNITS {
-            return Ok(());
-        }
-        self.fail_over(&format!(
-            "NVDEC failed {} units in a row (last: {reason})",
-            self.gpu_failures_in_a_row
-        ))
     }
 
     /// NVDEC or the GPU scaler failed mid-stream (a GPU fault, a driver reset): reopens the
@@ -587,14 +575,7 @@ impl Ladder {
                 Ok(None) => break,
                 Err(LibavError::CorruptUnit { reason, .. }) => {
                     if nvdec {
-                        *gpu_failures_in_a_row += 1;
-                        if *gpu_failures_in_a_row >= GPU_FAILOVER_UNITS {
-                            return Err(TranscodeError::GpuFault {
-                                reason: format!(
-                                    "NVDEC failed {gpu_failures_in_a_row} pictures in a row (last: {reason})"
-                                ),
-                            });
-                        }
+                        count_gpu_failure(gpu_failures_in_a_row, &reason)?;
                     }
                     continue;
                 }
@@ -744,6 +725,18 @@ fn queue_picture(
     }
     rung.queue.push(slot, starts_segment);
     Ok(())
+}
+
+/// One more unit NVDEC failed since its last picture; [`GPU_FAILOVER_UNITS`] in a row are a
+/// GPU fault.
+fn count_gpu_failure(failures: &mut u32, reason: &str) -> Result<(), TranscodeError> {
+    *failures += 1;
+    if *failures < GPU_FAILOVER_UNITS {
+        return Ok(());
+    }
+    Err(TranscodeError::GpuFault {
+        reason: format!("NVDEC failed {failures} units in a row (last: {reason})"),
+    })
 }
 
 fn no_gpu_path(what: &str) -> LibavError {
