@@ -31,7 +31,7 @@ use ffmpeg_next::{codec, decoder, frame};
 use media::encode::{AudioEncoder, RawAudioFrame};
 use media::{AacConfig, AccessUnit};
 
-use crate::{AacEncoder, AacSettings, LibavError, quiet_logging};
+use crate::{AacEncoder, AacSettings, LibavError, ffmpeg_error_text, quiet_logging};
 
 /// The source codecs the transcoder decodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -262,7 +262,7 @@ impl AudioTranscoder {
                 format!(
                     "libavcodec {}: {}",
                     self.settings.codec.name(),
-                    ffmpeg_next::Error::from(code)
+                    ffmpeg_error_text(code.into())
                 ),
             ));
         }
@@ -483,7 +483,7 @@ impl Resampler {
         };
         usize::try_from(written).map_err(|_| LibavError::CorruptUnit {
             pts: -1,
-            reason: format!("swr_convert: {}", ffmpeg_next::Error::from(written)),
+            reason: format!("swr_convert: {}", ffmpeg_error_text(written.into())),
         })
     }
 }

@@ -50,7 +50,7 @@ use media::{AccessUnit, Codec, TrackConfig};
 use crate::cuda_scale::GpuPicture;
 use crate::nvdec::{CudaDevice, DownloadedPicture, download};
 use crate::scale::ToI420;
-use crate::{LibavError, quiet_logging};
+use crate::{LibavError, ffmpeg_error_text, quiet_logging};
 
 /// Decoder threads we allow at most (the same bound as the x264 driver's).
 pub const MAX_DECODE_THREADS: u32 = 16;
@@ -283,7 +283,7 @@ impl VideoDecoder {
             self.stats.corrupt_units += 1;
             return Err(LibavError::CorruptUnit {
                 pts: unit.pts,
-                reason: format!("libavcodec: {}", ffmpeg_next::Error::from(code)),
+                reason: format!("libavcodec: {}", ffmpeg_error_text(code.into())),
             });
         }
         Ok(())

@@ -76,6 +76,21 @@ impl From<media::encode::FrameMismatch> for LibavError {
     }
 }
 
+/// FFmpeg's words for an error code, from `av_strerror`. `ffmpeg_next::Error`'s own `Display`
+/// reads a table that only `ffmpeg_next::init` fills, so without that call it printed nothing
+/// for codes such as `AVERROR_INVALIDDATA` ("corrupt unit: libavcodec: "); every message of
+/// this crate goes through here instead.
+pub fn ffmpeg_error_text(error: ffmpeg_next::Error) -> String {
+    let mut text = [0 as std::ffi::c_char; ffmpeg_next::ffi::AV_ERROR_MAX_STRING_SIZE];
+    // SAFETY: av_strerror writes at most `text.len()` bytes, NUL-terminated, into `text`;
+    // for a code it does not know it writes "Error number N occurred".
+    unsafe { ffmpeg_next::ffi::av_strerror(error.into(), text.as_mut_ptr(), text.len()) };
+    // SAFETY: `text` is NUL-terminated (above, or all zeros from its initialiser).
+    unsafe { std::ffi::CStr::from_ptr(text.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Maps a failed libavcodec call to [`LibavError::Ffmpeg`], naming the call.
 pub(crate) fn ffmpeg_error(call: &'static str) -> impl FnOnce(ffmpeg_next::Error) -> LibavError {
     move |source| LibavError::Ffmpeg { call, source }
@@ -87,7 +102,7 @@ use media::{Codec, MediaError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LibavError {
-    #[error("FFmpeg {call} failed: {source}")]
+    #[error("FFmpeg {call} failed: {}", ffmpeg_error_text(*source))]
     Ffmpeg {
         call: &'static str,
         source: ffmpeg_next::Error,
@@ -145,4 +160,28 @@ pub fn quiet_logging() {
     ONCE.call_once(|| {
         ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Warning);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ffmpeg_errors_read_in_ffmpeg_s_words() {
+        assert_eq!(
+            ffmpeg_error_text(ffmpeg_next::Error::InvalidData),
+            "Invalid data found when processing input"
+        );
+        assert_eq!(
+            ffmpeg_error_text(ffmpeg_next::Error::from(ffmpeg_next::ffi::AVERROR(
+                ffmpeg_next::ffi::ENOMEM
+            ))),
+            "Cannot allocate memory"
+        );
+        let failed = ffmpeg_error("avcodec_send_packet")(ffmpeg_next::Error::InvalidData);
+        assert_eq!(
+            failed.to_string(),
+            "FFmpeg avcodec_send_packet failed: Invalid data found when processing input"
+        );
+    }
 }

@@ -30,7 +30,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use ffmpeg_next::ffi;
 use libloading::Library;
 
-use crate::LibavError;
+use crate::{LibavError, ffmpeg_error_text};
 
 /// The CUDA driver library and the NVDEC (CUVID) library, as FFmpeg loads them.
 pub const NVDEC_LIBRARIES: [&str; 2] = ["libcuda.so.1", "libnvcuvid.so.1"];
@@ -159,7 +159,7 @@ impl CudaDevice {
             return Err(unavailable(format!(
                 "CUDA device {gpu} did not open (av_hwdevice_ctx_create: {}): no such GPU, or \
                  the driver cannot use it",
-                ffmpeg_next::Error::from(code)
+                ffmpeg_error_text(code.into())
             )));
         }
         Ok(CudaDevice { reference })

@@ -52,7 +52,7 @@ pub enum NvencError {
         setting: &'static str,
         reason: String,
     },
-    #[error("FFmpeg {call} failed in NVENC: {source}")]
+    #[error("FFmpeg {call} failed in NVENC: {}", ffmpeg_error_text(*source))]
     Ffmpeg {
         call: &'static str,
         source: ffmpeg_next::Error,
@@ -328,10 +328,26 @@ pub fn open_failure_reason(
         return format!("NVIDIA driver too old for FFmpeg's {encoder}: {details}");
     }
     if details.is_empty() {
-        format!("{encoder} did not open: {error}")
+        format!("{encoder} did not open: {}", ffmpeg_error_text(error))
     } else {
-        format!("{encoder} did not open: {details} ({error})")
+        format!(
+            "{encoder} did not open: {details} ({})",
+            ffmpeg_error_text(error)
+        )
     }
+}
+
+/// FFmpeg's words for an error code, from `av_strerror`: `ffmpeg_next::Error`'s `Display` reads
+/// a table that only `ffmpeg_next::init` fills and printed nothing without it. (libav has the
+/// same function; this driver does not depend on libav.)
+fn ffmpeg_error_text(error: ffmpeg_next::Error) -> String {
+    let mut text = [0 as std::ffi::c_char; ffmpeg_next::ffi::AV_ERROR_MAX_STRING_SIZE];
+    // SAFETY: av_strerror writes at most `text.len()` bytes, NUL-terminated, into `text`.
+    unsafe { ffmpeg_next::ffi::av_strerror(error.into(), text.as_mut_ptr(), text.len()) };
+    // SAFETY: `text` is NUL-terminated (above, or all zeros from its initialiser).
+    unsafe { std::ffi::CStr::from_ptr(text.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// `[h264_nvenc @ 0x55d0c2a0] No capable devices found` → `No capable devices found`.

@@ -207,9 +207,15 @@ fn ffmpeg_log_lines_map_to_reasons() {
         &lines(&["[h264_nvenc @ 0x1] Width 8192 exceeds 4096"]),
         Some(&gpu),
     );
-    assert!(
-        reason.starts_with("h264_nvenc did not open: Width 8192 exceeds 4096 ("),
-        "{reason}"
+    assert_eq!(
+        reason,
+        "h264_nvenc did not open: Width 8192 exceeds 4096 (Invalid data found when processing \
+         input)"
+    );
+    let reason = open_failure_reason("h264_nvenc", ffmpeg_next::Error::InvalidData, &[], None);
+    assert_eq!(
+        reason,
+        "h264_nvenc did not open: Invalid data found when processing input"
     );
 }
 
