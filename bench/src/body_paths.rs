@@ -166,16 +166,55 @@ fn pipe_for(bytes: usize) -> Result<[OwnedFd; 2], BenchError> {
     Ok(pipe)
 }
 
+/// What a body-path server answers every request with.
+#[derive(Debug, Clone)]
+pub enum Response {
+    /// A `size`-byte body of letters under a minimal head.
+    Synthetic { size: usize },
+    /// Exactly these bytes (head, blank line, body), e.g. another server's recorded response:
+    /// compare-nginx's copy floor sends corecast's own response this way.
+    Recorded(Vec<u8>),
+}
+
+impl Response {
+    /// (head, body).
+    fn parts(self) -> Result<(Vec<u8>, Vec<u8>), BenchError> {
+        match self {
+            Response::Synthetic { size } => Ok((
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {size}\r\n\r\n"
+                )
+                .into_bytes(),
+                (0..size).map(|i| b'a' + (i % 26) as u8).collect(),
+            )),
+            Response::Recorded(mut raw) => {
+                let end = raw
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .ok_or_else(|| {
+                        BenchError::Plan("the recorded response has no end of head".into())
+                    })?
+                    + 4;
+                let body = raw.split_off(end);
+                Ok((raw, body))
+            }
+        }
+    }
+}
+
 /// Runs one server (the hidden `body-path-server` subcommand) until `seconds` have passed.
-pub fn serve(path: BodyPath, size: usize, port: u16, seconds: u64) -> Result<(), BenchError> {
-    let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+pub fn serve(
+    path: BodyPath,
+    response: Response,
+    port: u16,
+    seconds: u64,
+) -> Result<(), BenchError> {
+    let (head, body) = response.parts()?;
+    let size = body.len();
     let memfd = match path {
         BodyPath::Sendfile => body_file(&body, port)?,
         _ => body_memfd(&body)?,
     };
-    let head =
-        format!("HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {size}\r\n\r\n")
-            .into_bytes();
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
         .map_err(|e| BenchError::Plan(format!("binding 127.0.0.1:{port}: {e}")))?;
     let one: libc::c_int = 1;

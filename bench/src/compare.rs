@@ -84,6 +84,10 @@ pub struct CompareConfig {
     /// Runs with more foreign CPU than this (cores) are flagged, and medians over the clean
     /// runs are given beside the medians over all.
     pub foreign_max: f64,
+    /// Also run the copy floor ([`Server::Floor`]) in the closed-loop cases.
+    pub floor: bool,
+    /// This program, started again as `body-path-server` for the floor.
+    pub bench_exe: PathBuf,
 }
 
 /// Which program loads the servers in the closed-loop cases.
@@ -103,6 +107,11 @@ pub enum Client {
 pub enum Server {
     Corecast,
     Nginx,
+    /// The ceiling of any server that copies its bodies into the socket: a minimal io_uring
+    /// server (`body-path-server --path send`) that answers every request with corecast's own
+    /// recorded response in one `SENDMSG`, doing nothing else (no parsing beyond the blank
+    /// line, no lookup, no bookkeeping). With `--floor`, closed-loop cases only.
+    Floor,
 }
 
 /// The viewers figures kept per run.
@@ -183,6 +192,12 @@ pub struct CaseSummary {
     pub p99_ratio: f64,
     pub requests_per_busy_server_core_ratio: f64,
     pub requests_per_server_process_core_ratio: f64,
+    /// The copy floor's runs, when it ran.
+    pub floor: Option<ServerSummary>,
+    /// floor / nginx requests/s: the most any copying server could have shown here.
+    pub floor_over_nginx: Option<f64>,
+    /// corecast / floor requests/s: how close corecast came to that ceiling.
+    pub corecast_over_floor: Option<f64>,
 }
 
 /// An object both servers serve, with each server's response head size.
@@ -292,6 +307,10 @@ pub fn summarize_cases(
             };
             let corecast = of(Server::Corecast);
             let nginx = of(Server::Nginx);
+            let floor = runs
+                .iter()
+                .any(|r| r.case == case && r.server == Server::Floor)
+                .then(|| of(Server::Floor));
             let object = objects.get(case.name());
             CaseSummary {
                 case,
@@ -307,6 +326,13 @@ pub fn summarize_cases(
                     corecast.requests_per_server_process_core,
                     nginx.requests_per_server_process_core,
                 ),
+                floor_over_nginx: floor
+                    .as_ref()
+                    .map(|f| ratio(f.requests_per_s, nginx.requests_per_s)),
+                corecast_over_floor: floor
+                    .as_ref()
+                    .map(|f| ratio(corecast.requests_per_s, f.requests_per_s)),
+                floor,
                 corecast,
                 nginx,
             }
@@ -413,6 +439,16 @@ impl CompareReport {
                 c.corecast.foreign_cores,
                 c.nginx.foreign_cores,
             );
+            if let (Some(f), Some(over_nginx), Some(corecast_share)) =
+                (&c.floor, c.floor_over_nginx, c.corecast_over_floor)
+            {
+                let _ = writeln!(
+                    t,
+                    "{:<9} | copy floor {:.0} req/s, p99 {:.2} ms: floor/nginx {:.2}x, \
+                     corecast/floor {:.2}x",
+                    "", f.requests_per_s, f.p99_ms, over_nginx, corecast_share
+                );
+            }
             if let (Some(a), Some(b)) = (c.corecast.stalls, c.nginx.stalls) {
                 let _ = writeln!(t, "{:<9} | stalls: corecast {a}, nginx {b}", "");
             }
@@ -706,11 +742,18 @@ pub fn run(config: &CompareConfig) -> Result<CompareReport, BenchError> {
     wait_for_http(nginx_addr, &nginx_proc, Duration::from_secs(10))?;
     let nginx_workers = nginx_worker_pids(nginx_proc.pid(), config.workers)?;
 
+    let floor_dir = out.join("floor");
     for (name, path, body) in &contents {
         let a = nginx::http_get_ok(http, path).map_err(fail)?;
         let b = nginx::http_get_ok(nginx_addr, path).map_err(fail)?;
         if a.body != *body || b.body != *body {
             return Err(fail(format!("{path}: the two servers' bytes differ")));
+        }
+        if config.floor && name != Case::Viewers.name() {
+            std::fs::create_dir_all(&floor_dir).map_err(|e| fail(format!("floor dir: {e}")))?;
+            let recorded = [keep_alive_head(&a.head), a.body.clone()].concat();
+            std::fs::write(floor_dir.join(format!("{name}.http")), recorded)
+                .map_err(|e| fail(format!("floor response: {e}")))?;
         }
         objects.insert(
             name.clone(),
@@ -764,7 +807,28 @@ pub fn run(config: &CompareConfig) -> Result<CompareReport, BenchError> {
                 .get(case.name())
                 .ok_or_else(|| fail("object missing"))?
                 .path;
-            for (server, addr) in [(Server::Corecast, http), (Server::Nginx, nginx_addr)] {
+            let floor_servers = config.floor.then_some(Server::Floor);
+            for server in [Server::Corecast, Server::Nginx]
+                .into_iter()
+                .chain(floor_servers)
+            {
+                // The floor lives for one run, on the servers' CPUs.
+                let floor = match server {
+                    Server::Floor => Some(start_floor(
+                        config,
+                        &floor_dir.join(format!("{}.http", case.name())),
+                        &server_cpus,
+                        &out.join(format!("floor-{}-{round}.log", case.name())),
+                    )?),
+                    _ => None,
+                };
+                meter.set_floor(floor.as_ref().map(|(proc, _)| proc.pid()));
+                let addr = match (server, &floor) {
+                    (Server::Corecast, _) => http,
+                    (Server::Nginx, _) => nginx_addr,
+                    (Server::Floor, Some((_, addr))) => *addr,
+                    (Server::Floor, None) => return Err(fail("the floor did not start")),
+                };
                 let waited = wait_quiet(config.quiet_wait);
                 let url = format!("http://{addr}{path}");
                 meter.start();
@@ -795,6 +859,7 @@ pub fn run(config: &CompareConfig) -> Result<CompareReport, BenchError> {
                     }
                 };
                 let cpu = meter.stop(server);
+                drop(floor);
                 std::fs::write(
                     out.join(format!("load-{}-{:?}-{round}.txt", case.name(), server)),
                     &text,
@@ -886,6 +951,40 @@ fn load_note(when: &str) -> String {
             .collect::<Vec<_>>()
             .join(" ")
     )
+}
+
+/// A Connection: close response's head as a keep-alive answer (what the closed loop gets).
+fn keep_alive_head(head: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    text.split_inclusive("\r\n")
+        .filter(|line| !line.trim_end().eq_ignore_ascii_case("connection: close"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// Starts the copy floor on `cpus`, answering with the response recorded in `response`.
+fn start_floor(
+    config: &CompareConfig,
+    response: &std::path::Path,
+    cpus: &[usize],
+    log: &std::path::Path,
+) -> Result<(Proc, SocketAddr), BenchError> {
+    let port = free_ports(1)?[0];
+    let args: Vec<String> = vec![
+        "body-path-server".into(),
+        "--path".into(),
+        "send".into(),
+        "--response".into(),
+        response.display().to_string(),
+        "--port".into(),
+        port.to_string(),
+        "--seconds".into(),
+        format!("{}", config.run_seconds.ceil() as u64 + 60),
+    ];
+    let proc = Proc::spawn("copy floor", &config.bench_exe, &args, Some(cpus), log)?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for_http(addr, &proc, Duration::from_secs(10))?;
+    Ok((proc, addr))
 }
 
 fn short_line(r: &RunRecord) -> String {

@@ -472,7 +472,9 @@ pub struct CpuUsage {
     pub softnet_drops: u64,
 }
 
-type Sample = (Instant, CpuTicks, u64, u64, u64, f64, (u64, u64, u64));
+/// (when, /proc/stat, corecast's ticks, nginx's, ours, reaped children's CPU-seconds, TCP
+/// counters, the copy floor's ticks).
+type Sample = (Instant, CpuTicks, u64, u64, u64, f64, (u64, u64, u64), u64);
 
 /// Samples /proc at the start and end of a run.
 #[derive(Debug)]
@@ -481,6 +483,8 @@ pub struct CpuMeter {
     nginx_master: u32,
     nginx_workers: Vec<u32>,
     server_cpus: Vec<usize>,
+    /// The copy floor's process while one runs.
+    floor: Option<u32>,
     start: Option<Sample>,
 }
 
@@ -496,8 +500,14 @@ impl CpuMeter {
             nginx_master,
             nginx_workers,
             server_cpus,
+            floor: None,
             start: None,
         }
+    }
+
+    /// The copy floor's pid for the next run (`None`: no floor runs).
+    pub fn set_floor(&mut self, pid: Option<u32>) {
+        self.floor = pid;
     }
 
     pub fn corecast_pid(&self) -> u32 {
@@ -529,6 +539,7 @@ impl CpuMeter {
             process_ticks(std::process::id()),
             children_cpu_s(),
             net_counters(),
+            self.floor.map_or(0, process_ticks),
         )
     }
 
@@ -561,9 +572,11 @@ impl CpuMeter {
             .iter()
             .filter_map(|&c| per_cpu_busy.get(c))
             .sum();
+        let floor = cores(end.7.saturating_sub(start.7));
         let (server_cores, idle_server_cores) = match server {
-            Server::Corecast => (corecast, nginx),
-            Server::Nginx => (nginx, corecast),
+            Server::Corecast => (corecast, nginx + floor),
+            Server::Nginx => (nginx, corecast + floor),
+            Server::Floor => (floor, corecast + nginx),
         };
         CpuUsage {
             seconds,
@@ -572,7 +585,7 @@ impl CpuMeter {
             server_cores,
             idle_server_cores,
             client_cores: client,
-            foreign_cores: (box_busy - irq - corecast - nginx - client).max(0.0),
+            foreign_cores: (box_busy - irq - corecast - nginx - floor - client).max(0.0),
             server_cpus_busy_cores,
             per_cpu_busy,
             retrans_segs: end.6.0.saturating_sub(start.6.0),

@@ -51,9 +51,38 @@ fn medians_and_ratios() {
     assert_eq!(seg.nginx.requests_per_s, 2000.0);
     assert!((seg.requests_per_s_ratio - 1.75).abs() < 1e-12);
     assert!((seg.p99_ratio - 90.0 / 180.0).abs() < 1e-12);
+    assert!(seg.floor.is_none() && seg.floor_over_nginx.is_none());
     let playlist = &cases[1];
     assert_eq!(playlist.requests_per_s_ratio, 0.5);
     assert!(ratio(1.0, 0.0).is_nan());
+}
+
+#[test]
+fn the_copy_floor_gives_the_ceiling_and_corecast_s_share_of_it() {
+    let runs = vec![
+        record(Case::Seg100k, Server::Corecast, 90.0, 3.0, 0.0),
+        record(Case::Seg100k, Server::Nginx, 60.0, 5.0, 0.0),
+        record(Case::Seg100k, Server::Floor, 96.0, 2.9, 0.0),
+    ];
+    let cases = summarize_cases(&runs, &BTreeMap::new());
+    let seg = &cases[0];
+    assert_eq!(seg.floor.as_ref().map(|f| f.requests_per_s), Some(96.0));
+    assert_eq!(seg.floor_over_nginx, Some(1.6));
+    assert_eq!(seg.corecast_over_floor, Some(90.0 / 96.0));
+    // The floor's runs stay out of corecast's and nginx's medians.
+    assert_eq!((seg.corecast.runs, seg.nginx.runs), (1, 1));
+    assert_eq!(seg.requests_per_s_ratio, 1.5);
+}
+
+#[test]
+fn the_floor_answers_with_corecast_s_keep_alive_head() {
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\nETag: \"7\"\r\n\r\n";
+    assert_eq!(
+        keep_alive_head(head),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nETag: \"7\"\r\n\r\n"
+    );
+    let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n";
+    assert_eq!(keep_alive_head(plain), plain);
 }
 
 #[test]

@@ -72,8 +72,12 @@ struct BodyPathsArgs {
 struct BodyPathServerArgs {
     #[arg(long)]
     path: corecast_bench::body_paths::BodyPath,
-    #[arg(long)]
-    size: usize,
+    /// Body bytes of a synthetic response.
+    #[arg(long, required_unless_present = "response")]
+    size: Option<usize>,
+    /// A file holding the whole response to send (head, blank line, body) instead.
+    #[arg(long, conflicts_with = "size")]
+    response: Option<PathBuf>,
     #[arg(long)]
     port: u16,
     #[arg(long)]
@@ -177,6 +181,11 @@ struct CompareArgs {
     /// Runs with more foreign CPU than this (cores) are flagged; clean-run medians are reported too.
     #[arg(long, default_value_t = 0.1)]
     foreign_max: f64,
+    /// Also run the copy floor in the closed-loop cases: a minimal io_uring server that sends
+    /// corecast's recorded response and does nothing else, on the same CPUs; the report adds
+    /// floor/nginx (the most any copying server could show) and corecast/floor.
+    #[arg(long)]
+    floor: bool,
     /// Directory for configs, served files, logs and report.json (default
     /// out/bench/compare-nginx-<unix time>).
     #[arg(long)]
@@ -301,6 +310,9 @@ fn compare_nginx(args: CompareArgs) -> Result<(), String> {
         out_dir: out_dir.clone(),
         quiet_wait: seconds(args.quiet_wait, "quiet-wait")?,
         foreign_max: args.foreign_max,
+        floor: args.floor,
+        bench_exe: std::env::current_exe()
+            .map_err(|e| format!("finding this program for the copy floor: {e}"))?,
     };
     let report = corecast_bench::compare::run(&config).map_err(|e| e.to_string())?;
     print!("{}", report.table());
@@ -384,6 +396,18 @@ fn body_paths(args: BodyPathsArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn body_path_server(args: BodyPathServerArgs) -> Result<(), String> {
+    use corecast_bench::body_paths::{Response, serve};
+    let response = match (args.response, args.size) {
+        (Some(file), _) => Response::Recorded(
+            std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))?,
+        ),
+        (None, Some(size)) => Response::Synthetic { size },
+        (None, None) => return Err("--size or --response is needed".into()),
+    };
+    serve(args.path, response, args.port, args.seconds).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -392,10 +416,7 @@ fn main() -> ExitCode {
         Command::Load(args) => load(args),
         Command::Transcode(args) => transcode(args),
         Command::BodyPaths(args) => body_paths(args),
-        Command::BodyPathServer(args) => {
-            corecast_bench::body_paths::serve(args.path, args.size, args.port, args.seconds)
-                .map_err(|e| e.to_string())
-        }
+        Command::BodyPathServer(args) => body_path_server(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

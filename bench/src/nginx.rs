@@ -203,6 +203,8 @@ pub struct Fetched {
     pub status: u16,
     /// Bytes of the status line and headers, blank line included.
     pub head_len: usize,
+    /// The status line and headers as they came, blank line included.
+    pub head: Vec<u8>,
     pub body: Vec<u8>,
 }
 
@@ -234,6 +236,7 @@ pub fn parse_response(raw: &[u8]) -> Result<Fetched, String> {
     Ok(Fetched {
         status,
         head_len,
+        head: raw[..head_len].to_vec(),
         body: body.to_vec(),
     })
 }

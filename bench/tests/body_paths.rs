@@ -49,3 +49,58 @@ fn every_body_path_serves_whole_responses() {
         "{report}"
     );
 }
+
+/// compare-nginx's copy floor: `body-path-server --response FILE` answers every request on a
+/// keep-alive connection with exactly the recorded bytes.
+#[test]
+fn the_copy_floor_answers_with_the_recorded_response() {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    let dir = TempDir::new("copy-floor");
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: video/iso.segment\r\nContent-Length: {}\r\nETag: \"42\"\r\n\r\n",
+        body.len()
+    );
+    let recorded = [head.as_bytes(), &body].concat();
+    let file = dir.path().join("seg.http");
+    std::fs::write(&file, &recorded).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_corecast-bench"))
+        .args(["body-path-server", "--path", "send", "--response"])
+        .arg(&file)
+        .args(["--port", &port.to_string(), "--seconds", "20"])
+        .spawn()
+        .expect("start body-path-server");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match TcpStream::connect(addr) {
+            Ok(stream) => break stream,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("the floor never listened: {e}"),
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET /live/x/source/1.m4s HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut got = vec![0; recorded.len()];
+        stream.read_exact(&mut got).expect("a whole response");
+        assert!(
+            got == recorded,
+            "the floor's response differs from the recording"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
