@@ -47,7 +47,7 @@ impl Default for RingConfig {
             files: 4096,
             recv_buffers: 4096,
             recv_buffer_size: 2048,
-            max_send_bytes: 256 * 1024,
+            max_send_bytes: 4 * 1024 * 1024,
         }
     }
 }
