@@ -749,7 +749,7 @@ pub fn run(config: &CompareConfig) -> Result<CompareReport, BenchError> {
         if a.body != *body || b.body != *body {
             return Err(fail(format!("{path}: the two servers' bytes differ")));
         }
-        if config.floor && name != Case::Viewers.name() {
+        if config.floor {
             std::fs::create_dir_all(&floor_dir).map_err(|e| fail(format!("floor dir: {e}")))?;
             let recorded = [keep_alive_head(&a.head), a.body.clone()].concat();
             std::fs::write(floor_dir.join(format!("{name}.http")), recorded)
@@ -860,6 +860,7 @@ pub fn run(config: &CompareConfig) -> Result<CompareReport, BenchError> {
                 };
                 let cpu = meter.stop(server);
                 drop(floor);
+                meter.set_floor(None);
                 std::fs::write(
                     out.join(format!("load-{}-{:?}-{round}.txt", case.name(), server)),
                     &text,
