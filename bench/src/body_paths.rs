@@ -19,7 +19,9 @@
 //!   one worker so the server stays on its one CPU.
 //!
 //! The servers answer any request with the body, one request per connection at a time (the
-//! closed loop never pipelines); they stop by themselves after `seconds`.
+//! closed loop never pipelines); they stop by themselves after `seconds`. The `send` server
+//! given a recorded response ([`Response::Recorded`], `--response FILE`) is compare-nginx's copy
+//! floor: corecast's own bytes, sent with nothing else around them.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
