@@ -813,22 +813,20 @@ pub fn run(config: &CompareConfig) -> Result<CompareReport, BenchError> {
                 .chain(floor_servers)
             {
                 // The floor lives for one run, on the servers' CPUs.
-                let floor = match server {
-                    Server::Floor => Some(start_floor(
-                        config,
-                        &floor_dir.join(format!("{}.http", case.name())),
-                        &server_cpus,
-                        &out.join(format!("floor-{}-{round}.log", case.name())),
-                    )?),
-                    _ => None,
+                let (addr, floor) = match server {
+                    Server::Corecast => (http, None),
+                    Server::Nginx => (nginx_addr, None),
+                    Server::Floor => {
+                        let (proc, addr) = start_floor(
+                            config,
+                            &floor_dir.join(format!("{}.http", case.name())),
+                            &server_cpus,
+                            &out.join(format!("floor-{}-{round}.log", case.name())),
+                        )?;
+                        (addr, Some(proc))
+                    }
                 };
-                meter.set_floor(floor.as_ref().map(|(proc, _)| proc.pid()));
-                let addr = match (server, &floor) {
-                    (Server::Corecast, _) => http,
-                    (Server::Nginx, _) => nginx_addr,
-                    (Server::Floor, Some((_, addr))) => *addr,
-                    (Server::Floor, None) => return Err(fail("the floor did not start")),
-                };
+                meter.set_floor(floor.as_ref().map(Proc::pid));
                 let waited = wait_quiet(config.quiet_wait);
                 let url = format!("http://{addr}{path}");
                 meter.start();

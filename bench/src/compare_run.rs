@@ -472,9 +472,21 @@ pub struct CpuUsage {
     pub softnet_drops: u64,
 }
 
-/// (when, /proc/stat, corecast's ticks, nginx's, ours, reaped children's CPU-seconds, TCP
-/// counters, the copy floor's ticks).
-type Sample = (Instant, CpuTicks, u64, u64, u64, f64, (u64, u64, u64), u64);
+/// What one /proc reading at a run's start or end holds.
+#[derive(Debug)]
+struct Sample {
+    at: Instant,
+    box_ticks: CpuTicks,
+    corecast_ticks: u64,
+    nginx_ticks: u64,
+    /// This process (the in-process load).
+    own_ticks: u64,
+    /// CPU-seconds of reaped children (wrk).
+    children_cpu_s: f64,
+    /// RetransSegs, TCPLossProbes, softnet drops.
+    net: (u64, u64, u64),
+    floor_ticks: u64,
+}
 
 /// Samples /proc at the start and end of a run.
 #[derive(Debug)]
@@ -531,16 +543,16 @@ impl CpuMeter {
     }
 
     fn sample(&self) -> Sample {
-        (
-            Instant::now(),
-            read_cpu_ticks(),
-            process_ticks(self.corecast),
-            self.nginx_ticks(),
-            process_ticks(std::process::id()),
-            children_cpu_s(),
-            net_counters(),
-            self.floor.map_or(0, process_ticks),
-        )
+        Sample {
+            at: Instant::now(),
+            box_ticks: read_cpu_ticks(),
+            corecast_ticks: process_ticks(self.corecast),
+            nginx_ticks: self.nginx_ticks(),
+            own_ticks: process_ticks(std::process::id()),
+            children_cpu_s: children_cpu_s(),
+            net: net_counters(),
+            floor_ticks: self.floor.map_or(0, process_ticks),
+        }
     }
 
     pub fn start(&mut self) {
@@ -552,27 +564,30 @@ impl CpuMeter {
         let Some(start) = self.start.take() else {
             return CpuUsage::default();
         };
-        let seconds = end.0.duration_since(start.0).as_secs_f64().max(1e-3);
+        let seconds = end.at.duration_since(start.at).as_secs_f64().max(1e-3);
         let hz = clock_ticks_per_second();
         let cores = |ticks: u64| ticks as f64 / hz / seconds;
-        let box_busy = cores(end.1.all.0.saturating_sub(start.1.all.0));
-        let irq = cores(end.1.all.1.saturating_sub(start.1.all.1));
-        let corecast = cores(end.2.saturating_sub(start.2));
-        let nginx = cores(end.3.saturating_sub(start.3));
-        let client = cores(end.4.saturating_sub(start.4)) + (end.5 - start.5).max(0.0) / seconds;
+        let box_busy = cores(end.box_ticks.all.0.saturating_sub(start.box_ticks.all.0));
+        let irq = cores(end.box_ticks.all.1.saturating_sub(start.box_ticks.all.1));
+        let corecast = cores(end.corecast_ticks.saturating_sub(start.corecast_ticks));
+        let nginx = cores(end.nginx_ticks.saturating_sub(start.nginx_ticks));
+        let client = cores(end.own_ticks.saturating_sub(start.own_ticks))
+            + (end.children_cpu_s - start.children_cpu_s).max(0.0) / seconds;
         let per_cpu_busy: Vec<f64> = end
-            .1
+            .box_ticks
             .busy
             .iter()
             .enumerate()
-            .map(|(cpu, &b)| cores(b.saturating_sub(start.1.busy.get(cpu).copied().unwrap_or(0))))
+            .map(|(cpu, &b)| {
+                cores(b.saturating_sub(start.box_ticks.busy.get(cpu).copied().unwrap_or(0)))
+            })
             .collect();
         let server_cpus_busy_cores = self
             .server_cpus
             .iter()
             .filter_map(|&c| per_cpu_busy.get(c))
             .sum();
-        let floor = cores(end.7.saturating_sub(start.7));
+        let floor = cores(end.floor_ticks.saturating_sub(start.floor_ticks));
         let (server_cores, idle_server_cores) = match server {
             Server::Corecast => (corecast, nginx + floor),
             Server::Nginx => (nginx, corecast + floor),
@@ -588,9 +603,9 @@ impl CpuMeter {
             foreign_cores: (box_busy - irq - corecast - nginx - floor - client).max(0.0),
             server_cpus_busy_cores,
             per_cpu_busy,
-            retrans_segs: end.6.0.saturating_sub(start.6.0),
-            tcp_loss_probes: end.6.1.saturating_sub(start.6.1),
-            softnet_drops: end.6.2.saturating_sub(start.6.2),
+            retrans_segs: end.net.0.saturating_sub(start.net.0),
+            tcp_loss_probes: end.net.1.saturating_sub(start.net.1),
+            softnet_drops: end.net.2.saturating_sub(start.net.2),
         }
     }
 }
