@@ -151,6 +151,9 @@ pub struct RunRecord {
     pub requests_per_busy_server_core: f64,
     /// Requests/s divided by the server processes' own CPU (cores): robust to other load.
     pub requests_per_server_process_core: f64,
+    /// IP packets the box sent per request during the run (both sides on loopback), e.g. 4 for
+    /// a 100 KB response: the request, two data packets of up to 64 KiB, one ACK.
+    pub packets_per_request: f64,
     /// Seconds spent waiting for a quiet box before the run.
     pub quiet_wait_s: f64,
     /// Foreign CPU above `foreign_max`.
@@ -367,7 +370,7 @@ impl CompareReport {
         }
         let _ = writeln!(
             t,
-            "{:<9} {:<8} {:>4} | {:>10} {:>9} {:>9} {:>7} | {:>7} {:>10} {:>7} {:>7} {:>6}",
+            "{:<9} {:<8} {:>4} | {:>10} {:>9} {:>9} {:>7} | {:>7} {:>10} {:>7} {:>7} {:>7} {:>6}",
             "case",
             "server",
             "rnd",
@@ -379,12 +382,13 @@ impl CompareReport {
             "req/s/core",
             "client",
             "foreign",
+            "pkt/req",
             "errors"
         );
         for r in &self.runs {
             let _ = writeln!(
                 t,
-                "{:<9} {:<8} {:>4} | {:>10.0} {:>9.2} {:>9.2} {:>7.2} | {:>7.2} {:>10.0} {:>7.2} {:>6.2}{} {:>6}",
+                "{:<9} {:<8} {:>4} | {:>10.0} {:>9.2} {:>9.2} {:>7.2} | {:>7.2} {:>10.0} {:>7.2} {:>6.2}{} {:>7.2} {:>6}",
                 r.case.name(),
                 format!("{:?}", r.server).to_lowercase(),
                 r.round,
@@ -397,6 +401,7 @@ impl CompareReport {
                 r.cpu.client_cores,
                 r.cpu.foreign_cores,
                 if r.noisy { "!" } else { " " },
+                r.packets_per_request,
                 r.errors,
             );
         }
@@ -880,6 +885,7 @@ pub fn run(config: &CompareConfig) -> Result<CompareReport, BenchError> {
                         cpu.server_cpus_busy_cores,
                     ),
                     requests_per_server_process_core: ratio(wrk.requests_per_s, cpu.server_cores),
+                    packets_per_request: packets_per_request(&cpu, wrk.requests_per_s),
                     noisy: cpu.foreign_cores > config.foreign_max,
                     wrk: Some(wrk),
                     viewers: None,
@@ -984,6 +990,11 @@ fn start_floor(
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_for_http(addr, &proc, Duration::from_secs(10))?;
     Ok((proc, addr))
+}
+
+/// IP packets sent per request over a run measured by `cpu` (NaN when none was served).
+fn packets_per_request(cpu: &CpuUsage, requests_per_s: f64) -> f64 {
+    ratio(cpu.ip_out_packets as f64, requests_per_s * cpu.seconds)
 }
 
 fn short_line(r: &RunRecord) -> String {
@@ -1096,6 +1107,7 @@ fn run_viewers_case(
                 cpu.server_cpus_busy_cores,
             ),
             requests_per_server_process_core: ratio(summary.requests_per_s, cpu.server_cores),
+            packets_per_request: packets_per_request(&cpu, summary.requests_per_s),
             noisy: cpu.foreign_cores > config.foreign_max,
             wrk: None,
             viewers: Some(summary),

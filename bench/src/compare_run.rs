@@ -401,35 +401,62 @@ fn children_cpu_s() -> f64 {
     s(usage.ru_utime) + s(usage.ru_stime)
 }
 
-/// Loopback TCP trouble counters: (RetransSegs, TCPLossProbes, softnet backlog drops), from
-/// /proc/net/snmp, /proc/net/netstat and /proc/net/softnet_stat. Tails on this VM come with
-/// them (research/uring.md), so each run records how much they moved.
-pub fn net_counters() -> (u64, u64, u64) {
-    let field = |path: &str, prefix: &str, name: &str| -> u64 {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let mut lines = text.lines().filter(|l| l.starts_with(prefix));
-        while let (Some(head), Some(values)) = (lines.next(), lines.next()) {
-            if let Some(i) = head.split_whitespace().position(|h| h == name) {
-                return values
-                    .split_whitespace()
-                    .nth(i)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-            }
+/// Network counters a run records, from /proc/net/snmp, /proc/net/netstat and
+/// /proc/net/softnet_stat: the loopback TCP trouble that tails on this VM come with
+/// (research/uring.md), and how many IP packets the box sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    pub retrans_segs: u64,
+    pub tcp_loss_probes: u64,
+    pub softnet_drops: u64,
+    /// `Ip: OutRequests`: every IP packet sent, one per skb before segmentation. On loopback
+    /// that is both sides' packets (requests, response data, ACKs).
+    pub ip_out_packets: u64,
+}
+
+impl NetCounters {
+    /// How much each counter moved since `earlier` (counters only grow; a reset reads as 0).
+    pub fn since(self, earlier: NetCounters) -> NetCounters {
+        NetCounters {
+            retrans_segs: self.retrans_segs.saturating_sub(earlier.retrans_segs),
+            tcp_loss_probes: self.tcp_loss_probes.saturating_sub(earlier.tcp_loss_probes),
+            softnet_drops: self.softnet_drops.saturating_sub(earlier.softnet_drops),
+            ip_out_packets: self.ip_out_packets.saturating_sub(earlier.ip_out_packets),
         }
-        0
-    };
-    let dropped = std::fs::read_to_string("/proc/net/softnet_stat")
-        .unwrap_or_default()
+    }
+}
+
+/// One counter from /proc/net/snmp or /proc/net/netstat text, where each group is a line of
+/// names after `prefix` and then a line of values after the same prefix; 0 if absent.
+pub fn snmp_field(text: &str, prefix: &str, name: &str) -> u64 {
+    let mut lines = text.lines().filter(|l| l.starts_with(prefix));
+    while let (Some(head), Some(values)) = (lines.next(), lines.next()) {
+        if let Some(i) = head.split_whitespace().position(|h| h == name) {
+            return values
+                .split_whitespace()
+                .nth(i)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    0
+}
+
+/// The box's [`NetCounters`] now.
+pub fn net_counters() -> NetCounters {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let snmp = read("/proc/net/snmp");
+    let softnet_drops = read("/proc/net/softnet_stat")
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))
         .filter_map(|v| u64::from_str_radix(v, 16).ok())
         .sum();
-    (
-        field("/proc/net/snmp", "Tcp:", "RetransSegs"),
-        field("/proc/net/netstat", "TcpExt:", "TCPLossProbes"),
-        dropped,
-    )
+    NetCounters {
+        retrans_segs: snmp_field(&snmp, "Tcp:", "RetransSegs"),
+        tcp_loss_probes: snmp_field(&read("/proc/net/netstat"), "TcpExt:", "TCPLossProbes"),
+        softnet_drops,
+        ip_out_packets: snmp_field(&snmp, "Ip:", "OutRequests"),
+    }
 }
 
 /// Waits (up to `limit`) until the whole box is below 0.1 busy cores; returns the time spent.
@@ -466,10 +493,11 @@ pub struct CpuUsage {
     pub server_cpus_busy_cores: f64,
     /// Busy fraction of every CPU.
     pub per_cpu_busy: Vec<f64>,
-    /// How much the loopback TCP counters moved during the run (see [`net_counters`]).
+    /// How much the network counters moved during the run (see [`NetCounters`]).
     pub retrans_segs: u64,
     pub tcp_loss_probes: u64,
     pub softnet_drops: u64,
+    pub ip_out_packets: u64,
 }
 
 /// What one /proc reading at a run's start or end holds.
@@ -483,8 +511,7 @@ struct Sample {
     own_ticks: u64,
     /// CPU-seconds of reaped children (wrk).
     children_cpu_s: f64,
-    /// RetransSegs, TCPLossProbes, softnet drops.
-    net: (u64, u64, u64),
+    net: NetCounters,
     floor_ticks: u64,
 }
 
@@ -588,6 +615,7 @@ impl CpuMeter {
             .filter_map(|&c| per_cpu_busy.get(c))
             .sum();
         let floor = cores(end.floor_ticks.saturating_sub(start.floor_ticks));
+        let net = end.net.since(start.net);
         let (server_cores, idle_server_cores) = match server {
             Server::Corecast => (corecast, nginx + floor),
             Server::Nginx => (nginx, corecast + floor),
@@ -603,9 +631,10 @@ impl CpuMeter {
             foreign_cores: (box_busy - irq - corecast - nginx - floor - client).max(0.0),
             server_cpus_busy_cores,
             per_cpu_busy,
-            retrans_segs: end.net.0.saturating_sub(start.net.0),
-            tcp_loss_probes: end.net.1.saturating_sub(start.net.1),
-            softnet_drops: end.net.2.saturating_sub(start.net.2),
+            retrans_segs: net.retrans_segs,
+            tcp_loss_probes: net.tcp_loss_probes,
+            softnet_drops: net.softnet_drops,
+            ip_out_packets: net.ip_out_packets,
         }
     }
 }
@@ -616,15 +645,41 @@ mod tests {
 
     #[test]
     fn net_counters_read() {
-        // Counters only grow; on any Linux box RetransSegs exists (it may be 0).
+        // Counters only grow, and this test's own traffic aside, a box sends IP packets at
+        // some point: OutRequests must be found, not defaulted to 0.
         let a = net_counters();
         let b = net_counters();
-        assert!(b.0 >= a.0 && b.1 >= a.1 && b.2 >= a.2);
-        assert!(
-            std::fs::read_to_string("/proc/net/snmp")
-                .unwrap()
-                .contains("RetransSegs")
-        );
+        let moved = b.since(a);
+        assert_eq!(moved.since(moved), NetCounters::default());
+        assert!(b.retrans_segs >= a.retrans_segs && b.ip_out_packets >= a.ip_out_packets);
+        assert!(b.ip_out_packets > 0);
+    }
+
+    #[test]
+    fn snmp_fields() {
+        let text = "Ip: Forwarding DefaultTTL InReceives OutRequests\n\
+                    Ip: 1 64 100 4123\n\
+                    Icmp: InMsgs OutRequests\n\
+                    Icmp: 5 6\n\
+                    Tcp: RtoAlgorithm RetransSegs\n\
+                    Tcp: 1 17\n";
+        assert_eq!(snmp_field(text, "Ip:", "OutRequests"), 4123);
+        assert_eq!(snmp_field(text, "Icmp:", "OutRequests"), 6);
+        assert_eq!(snmp_field(text, "Tcp:", "RetransSegs"), 17);
+        assert_eq!(snmp_field(text, "Tcp:", "Missing"), 0);
+        assert_eq!(snmp_field("Tcp: RetransSegs\n", "Tcp:", "RetransSegs"), 0);
+        let later = NetCounters {
+            retrans_segs: 3,
+            ip_out_packets: 10,
+            ..NetCounters::default()
+        };
+        let earlier = NetCounters {
+            retrans_segs: 1,
+            ip_out_packets: 12,
+            ..NetCounters::default()
+        };
+        assert_eq!(later.since(earlier).retrans_segs, 2);
+        assert_eq!(later.since(earlier).ip_out_packets, 0);
     }
 
     #[test]

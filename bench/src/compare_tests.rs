@@ -20,6 +20,7 @@ fn record(case: Case, server: Server, rps: f64, p99: f64, foreign: f64) -> RunRe
         },
         requests_per_busy_server_core: rps,
         requests_per_server_process_core: rps,
+        packets_per_request: 4.0,
         quiet_wait_s: 0.0,
         noisy: foreign > 0.1,
     }
@@ -95,4 +96,15 @@ fn nearest_segment() {
     assert_eq!(nearest(&segs, 1_000_000).map(|s| s.0.as_str()), Some("/b"));
     assert_eq!(nearest(&segs, 100_000).map(|s| s.0.as_str()), Some("/c"));
     assert!(nearest(&[], 1).is_none());
+}
+
+#[test]
+fn packets_per_request_over_the_run() {
+    let cpu = CpuUsage {
+        seconds: 2.0,
+        ip_out_packets: 820,
+        ..CpuUsage::default()
+    };
+    assert!((packets_per_request(&cpu, 100.0) - 4.1).abs() < 1e-12);
+    assert!(packets_per_request(&cpu, 0.0).is_nan());
 }
