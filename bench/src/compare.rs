@@ -994,7 +994,7 @@ fn start_floor(
 
 /// IP packets sent per request over a run measured by `cpu` (NaN when none was served).
 fn packets_per_request(cpu: &CpuUsage, requests_per_s: f64) -> f64 {
-    ratio(cpu.ip_out_packets as f64, requests_per_s * cpu.seconds)
+    ratio(cpu.net.ip_out_packets as f64, requests_per_s * cpu.seconds)
 }
 
 fn short_line(r: &RunRecord) -> String {
@@ -1008,7 +1008,7 @@ fn short_line(r: &RunRecord) -> String {
         r.p99_ms,
         r.cpu.server_cores,
         r.cpu.foreign_cores,
-        r.cpu.tcp_loss_probes,
+        r.cpu.net.tcp_loss_probes,
         if r.noisy { " (noisy)" } else { "" }
     )
 }

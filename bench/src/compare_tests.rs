@@ -1,6 +1,7 @@
 //! Unit tests of compare-nginx's reports and parsing.
 
 use super::*;
+use crate::compare_run::NetCounters;
 
 fn record(case: Case, server: Server, rps: f64, p99: f64, foreign: f64) -> RunRecord {
     RunRecord {
@@ -102,9 +103,16 @@ fn nearest_segment() {
 fn packets_per_request_over_the_run() {
     let cpu = CpuUsage {
         seconds: 2.0,
-        ip_out_packets: 820,
+        net: NetCounters {
+            ip_out_packets: 820,
+            ..NetCounters::default()
+        },
         ..CpuUsage::default()
     };
     assert!((packets_per_request(&cpu, 100.0) - 4.1).abs() < 1e-12);
     assert!(packets_per_request(&cpu, 0.0).is_nan());
+    // report.json keeps the counters at the top of `cpu`, where docs/capacity.md says they are.
+    let json = serde_json::to_value(&cpu).expect("plain data");
+    assert_eq!(json["ip_out_packets"], 820);
+    assert_eq!(json["retrans_segs"], 0);
 }
